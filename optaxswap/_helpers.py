@@ -1,0 +1,169 @@
+"""Host-side helpers: read and steer combinator states between updates.
+
+Each helper is pure and jittable and changes no shape, dtype or structure, so
+calling it between steps (inside or outside ``jit``) never recompiles the
+train step. They find the combinator states anywhere in a pytree: inside
+``optax.chain``, ``optax.partition``, ``optax.MultiSteps``,
+``optax.inject_hyperparams``, a Flax ``TrainState``, an ``nnx.Optimizer``'s
+state, or nested in one another.
+"""
+
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+
+from optaxswap import _observing
+from optaxswap import _resettable
+from optaxswap import _state_tree
+from optaxswap import _switch
+
+Tree = TypeVar("Tree")
+
+
+def observe(opt_state: Tree, value: Any, *, axis_name: Any = None) -> Tree:
+    """Feeds one metric value to every plateau trigger inside ``opt_state``.
+
+    Exactly what ``value=`` on an update does, evaluated at once: the value
+    joins the accumulator and, if that completes an observation, the plateau
+    rule runs now; a plateau reached here fires on the next update.
+
+    Args:
+      opt_state: any pytree holding optaxswap states.
+      value: a float scalar, e.g. a validation loss.
+      axis_name: under ``pmap``/``shard_map``, average ``value`` over this
+        axis first so every replica observes the same number.
+
+    Returns:
+      ``opt_state`` with its metric-watching trigger states advanced.
+
+    Raises:
+      ValueError: if ``value`` is not a floating-point scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> import optaxswap as osw
+      >>> tx = osw.switch_on_plateau([optax.adam(0.1), optax.sgd(0.1)],
+      ...                            patience=1)
+      >>> params = jnp.zeros(2)
+      >>> state = tx.init(params)
+      >>> state = osw.observe(state, 1.0)  # improves on +inf
+      >>> state = osw.observe(state, 1.5)  # bad: patience reached
+      >>> int(osw.phase(state))            # the next update switches
+      0
+      >>> _, state = tx.update(params, state, params)
+      >>> int(osw.phase(state))
+      1
+    """
+    value = _observing.metric_value(value, axis_name=axis_name)
+    return _state_tree.rewrite(
+        opt_state, _observing.ObservingState, lambda state: state.observe(value)
+    )
+
+
+def request_reset(opt_state: Tree) -> Tree:
+    """Makes the next update of every ``resettable`` inside reset its state.
+
+    Args:
+      opt_state: any pytree holding optaxswap states.
+
+    Returns:
+      ``opt_state`` with every :class:`ResettableState`'s request flag set.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> import optaxswap as osw
+      >>> tx = osw.resettable(optax.adam(0.1))
+      >>> params = jnp.zeros(2)
+      >>> state = osw.request_reset(tx.init(params))
+      >>> _, state = tx.update(params, state, params)
+      >>> int(osw.reset_count(state))
+      1
+    """
+    return _state_tree.rewrite(opt_state, _resettable.ResettableState, _set_requested)
+
+
+def request_switch(opt_state: Tree) -> Tree:
+    """Makes the next update of every ``switch`` inside advance its phase.
+
+    Args:
+      opt_state: any pytree holding optaxswap states.
+
+    Returns:
+      ``opt_state`` with every :class:`SwitchState`'s request flag set.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> import optaxswap as osw
+      >>> tx = osw.switch([optax.adam(0.1), optax.sgd(0.1)], osw.never())
+      >>> params = jnp.zeros(2)
+      >>> state = osw.request_switch(tx.init(params))
+      >>> _, state = tx.update(params, state, params)
+      >>> int(osw.phase(state))
+      1
+    """
+    return _state_tree.rewrite(opt_state, _switch.SwitchState, _set_requested)
+
+
+def phase(opt_state: Any) -> jax.Array:
+    """The phase of the one ``switch`` inside ``opt_state``.
+
+    Args:
+      opt_state: any pytree holding exactly one :class:`SwitchState`.
+
+    Returns:
+      The int32 phase (batched if the state is).
+
+    Raises:
+      ValueError: if ``opt_state`` holds no ``switch`` state or several.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> import optaxswap as osw
+      >>> tx = optax.chain(optax.clip(1.0),
+      ...                  osw.switch_at([optax.adam(0.1), optax.sgd(0.1)], [5]))
+      >>> int(osw.phase(tx.init(jnp.zeros(2))))
+      0
+    """
+    return _the_one(opt_state, _switch.SwitchState, "switch").phase
+
+
+def reset_count(opt_state: Any) -> jax.Array:
+    """The number of resets of the one ``resettable`` inside ``opt_state``.
+
+    Args:
+      opt_state: any pytree holding exactly one :class:`ResettableState`.
+
+    Returns:
+      The int32 reset count (batched if the state is).
+
+    Raises:
+      ValueError: if ``opt_state`` holds no ``resettable`` state or several.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> import optaxswap as osw
+      >>> tx = osw.resettable(optax.adam(0.1), osw.every(10))
+      >>> int(osw.reset_count(tx.init(jnp.zeros(2))))
+      0
+    """
+    return _the_one(opt_state, _resettable.ResettableState, "resettable").resets
+
+
+def _set_requested(state: Any) -> Any:
+    return state._replace(requested=jnp.ones_like(state.requested))
+
+
+def _the_one(opt_state: Any, state_type: type, name: str) -> Any:
+    found = _state_tree.find(opt_state, state_type)
+    if len(found) != 1:
+        raise ValueError(
+            f"expected exactly one {name} state ({state_type.__name__}) in"
+            f" opt_state, found {len(found)}."
+        )
+    return _state_tree.unwrap(found[0])

@@ -1,0 +1,98 @@
+"""Argument checks shared by the public constructors.
+
+Every check raises at construction time, in Python, with a message that names
+the argument, quotes the bad value and says what is allowed.
+"""
+
+from collections.abc import Sequence
+import numbers
+from typing import Any
+
+import numpy as np
+import optax
+
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> int:
+    """Returns ``value`` as an ``int`` if it is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int >= {minimum}, got {value!r} of type"
+            f" {type(value).__name__}."
+        )
+    if not minimum <= value <= INT32_MAX:
+        raise ValueError(
+            f"{name} must be an int in [{minimum}, {INT32_MAX}], got {value!r}."
+        )
+    return int(value)
+
+
+def check_nonnegative_float(name: str, value: Any) -> float:
+    """Returns ``value`` as a ``float`` if it is a finite real ``>= 0``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number >= 0, got {value!r} of type"
+            f" {type(value).__name__}."
+        )
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}.")
+    return value
+
+
+def check_boundaries(name: str, boundaries: Any) -> tuple[int, ...]:
+    """Strictly increasing positive int32 step numbers."""
+    if isinstance(boundaries, (str, bytes)) or not isinstance(
+        boundaries, (Sequence, np.ndarray)
+    ):
+        raise TypeError(
+            f"{name} must be a sequence of ints, got {boundaries!r} of type"
+            f" {type(boundaries).__name__}."
+        )
+    # INT32_MAX itself is never a boundary: a saturated count stays there.
+    steps = tuple(
+        check_int(f"{name}[{i}]", step, minimum=1) for i, step in enumerate(boundaries)
+    )
+    if any(step >= INT32_MAX for step in steps):
+        raise ValueError(f"{name} must be below {INT32_MAX}, got {list(steps)}.")
+    if any(later <= earlier for earlier, later in zip(steps, steps[1:])):
+        raise ValueError(f"{name} must be strictly increasing, got {list(steps)}.")
+    return steps
+
+
+def check_transform(name: str, value: Any) -> optax.GradientTransformation:
+    """An object with ``init`` and ``update``, as optax transforms have."""
+    if not (
+        callable(getattr(value, "init", None))
+        and callable(getattr(value, "update", None))
+    ):
+        raise TypeError(
+            f"{name} must be an optax.GradientTransformation, got {value!r}."
+        )
+    return value
+
+
+def check_transforms(
+    name: str, transforms: Any
+) -> tuple[optax.GradientTransformationExtraArgs, ...]:
+    """A non-empty sequence of transforms, each given extra-args support."""
+    if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
+        raise TypeError(
+            f"{name} must be a non-empty sequence of optax transforms, got"
+            f" {transforms!r}."
+        )
+    if not transforms:
+        raise ValueError(
+            f"{name} must be a non-empty sequence of optax transforms, got"
+            f" {transforms!r}."
+        )
+    return tuple(
+        optax.with_extra_args_support(check_transform(f"{name}[{i}]", tx))
+        for i, tx in enumerate(transforms)
+    )
