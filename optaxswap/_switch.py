@@ -193,6 +193,20 @@ def _with_phase_state(
     return inner_states[:index] + (new_state,) + inner_states[index + 1 :]
 
 
+def phase_state(state: SwitchState, index: int) -> optax.OptState:
+    """The state of phase ``index`` (whatever the storage layout)."""
+    return state.inner_states[index]
+
+
+def with_phase_state(
+    state: SwitchState, index: int, inner_state: optax.OptState
+) -> SwitchState:
+    """``state`` with phase ``index``'s state replaced, keeping its dtypes."""
+    return state._replace(
+        inner_states=_with_phase_state(state.inner_states, index, inner_state)
+    )
+
+
 def switch_at(
     transforms: Sequence[optax.GradientTransformation],
     boundaries: Sequence[int],
