@@ -1,6 +1,7 @@
 """optaxswap: reset or switch optax optimizers mid-run without recompiling."""
 
 from optaxswap import handoff
+from optaxswap import recipes
 from optaxswap._helpers import observe
 from optaxswap._helpers import phase
 from optaxswap._helpers import request_reset
@@ -10,6 +11,12 @@ from optaxswap._plateau import PlateauState
 from optaxswap._plateau import on_plateau
 from optaxswap._resettable import ResettableState
 from optaxswap._resettable import resettable
+from optaxswap._resume import check_structure
+from optaxswap._resume import restore_checkpoint
+from optaxswap._resume import wrap_state
+from optaxswap._spike import SpikeState
+from optaxswap._spike import on_spike
+from optaxswap._swats import swats
 from optaxswap._switch import SwitchState
 from optaxswap._switch import switch
 from optaxswap._switch import switch_at
@@ -27,23 +34,30 @@ __version__ = "0.1.0"
 __all__ = (
     "PlateauState",
     "ResettableState",
+    "SpikeState",
     "SwitchState",
     "Trigger",
     "TriggerContext",
     "any_of",
     "at_steps",
+    "check_structure",
     "every",
     "handoff",
     "never",
     "observe",
     "on_plateau",
+    "on_spike",
     "phase",
+    "recipes",
     "request_reset",
     "request_switch",
     "reset_count",
     "resettable",
+    "restore_checkpoint",
+    "swats",
     "switch",
     "switch_at",
     "switch_on_plateau",
     "when",
+    "wrap_state",
 )

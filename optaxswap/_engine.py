@@ -3,10 +3,18 @@
 Evaluate the trigger, re-initialize under ``lax.cond`` if it fired (or a
 request is pending), then run the active inner transform, inside the compiled
 step, on a state whose structure and dtypes never change.
+
+A combinator describes itself as a list of :class:`Phase` s (``resettable``
+has one, ``switch`` one per transform). Each phase gets its own conditionals,
+and each conditional changes only that phase's part of the state: JAX drops
+the outputs that every branch forwards unchanged, so no conditional carries
+another phase's state, and XLA has nothing to copy. One ``lax.switch`` whose
+branches all return every phase's state makes XLA copy the inactive states on
+every step (``benchmarks/`` keeps that design as a baseline to measure).
 """
 
-from collections.abc import Callable
-from typing import Any, Protocol, Self
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 import jax
 from jax import lax
@@ -24,6 +32,24 @@ class CombinatorState(Protocol):
     trigger_state: Any
 
     def _replace(self, **fields: Any) -> Self: ...
+
+
+State = TypeVar("State", bound=CombinatorState)
+
+
+class Phase(NamedTuple, Generic[State]):
+    """One inner transform, as the engine drives it.
+
+    Attributes:
+      enter: ``enter(state) -> state`` with this phase's inner state
+        re-initialized (from the params of this update); ``None`` for a phase
+        that is never entered (a switch's first phase, unless it cycles).
+      run: ``run(updates, state) -> (updates, state)``, this phase's inner
+        update on its part of the state.
+    """
+
+    enter: Callable[[State], State] | None
+    run: Callable[[optax.Updates, State], tuple[optax.Updates, State]]
 
 
 def require_params(params: optax.Params | None, owner: str) -> None:
@@ -45,19 +71,26 @@ def cast_like(tree: Any, like: Any) -> Any:
     return optax.tree.cast_like(tree, like)
 
 
+def _unchanged(state: State) -> State:
+    return state
+
+
+def _skip(updates: optax.Updates, state: State) -> tuple[optax.Updates, State]:
+    return updates, state
+
+
 def guarded_update(
-    state: CombinatorState,
+    state: State,
     updates: optax.Updates,
     params: optax.Params | None,
     extra_args: dict[str, Any],
     *,
     trigger: _triggers.Trigger,
-    reinitialize: Callable[[CombinatorState], CombinatorState],
-    apply_active: Callable[
-        [optax.Updates, CombinatorState], tuple[optax.Updates, CombinatorState]
-    ],
+    phases: Sequence[Phase[State]],
+    advance: Callable[[State, jax.Array], tuple[State, jax.Array]],
+    active_phase: Callable[[State], jax.Array] | None = None,
     owner: str,
-) -> tuple[optax.Updates, CombinatorState]:
+) -> tuple[optax.Updates, State]:
     """One update of a combinator, in the order the SPEC fixes.
 
     Args:
@@ -66,8 +99,12 @@ def guarded_update(
       params: the params given to ``update``.
       extra_args: the extra keyword arguments given to ``update``.
       trigger: decides whether this update fires.
-      reinitialize: the state after a fire (re-initialized from ``params``).
-      apply_active: runs the active inner transform on the updates.
+      phases: the inner transforms, one :class:`Phase` each.
+      advance: ``advance(state, fire) -> (state, entered)``: the state after
+        this update's bookkeeping of a fire, and the int32 index of the phase
+        this update enters (re-initializes), ``-1`` for none.
+      active_phase: ``active_phase(state) -> int32``, the phase whose inner
+        update runs (after ``advance``); needed with more than one phase.
       owner: the combinator's name, for error messages.
 
     Returns:
@@ -84,12 +121,22 @@ def guarded_update(
     )
     fire, trigger_state = trigger.update(state.trigger_state, context)
     fire = _triggers.as_fire(fire, "the trigger") | state.requested
-    state = state._replace(trigger_state=trigger_state)
+    state, entered = advance(state._replace(trigger_state=trigger_state), fire)
     # Re-initializing before the inner update makes the firing update the
     # first one of the fresh state, exactly as re-instantiating the optimizer
     # between two steps would.
-    state = lax.cond(fire, reinitialize, lambda unchanged: unchanged, state)
-    updates, state = apply_active(updates, state)
+    for index, phase in enumerate(phases):
+        if phase.enter is not None:
+            state = lax.cond(entered == index, phase.enter, _unchanged, state)
+    if len(phases) == 1:
+        updates, state = phases[0].run(updates, state)
+    else:
+        # A chain of one conditional per phase, not one lax.switch: each
+        # conditional then carries only its own phase's state (and the
+        # updates, which the inactive phases forward).
+        active = active_phase(state)
+        for index, phase in enumerate(phases):
+            updates, state = lax.cond(active == index, phase.run, _skip, updates, state)
     return updates, state._replace(
         count=optax.safe_increment(state.count),
         requested=jnp.zeros((), jnp.bool_),

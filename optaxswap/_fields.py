@@ -16,7 +16,13 @@ def check_fields(fields: Sequence[str] | None) -> tuple[str, ...] | None:
             f"fields must be a tuple of field names, got the string {fields!r};"
             f" write ({fields!r},) for a single field."
         )
-    fields = tuple(fields)
+    try:
+        fields = tuple(fields)
+    except TypeError:  # Not iterable: an int, a 0-d array.
+        raise TypeError(
+            f"fields must be None or a tuple of field names, got {fields!r} of"
+            f" type {type(fields).__name__}."
+        ) from None
     if not fields:
         raise ValueError("fields must name at least one field, got ().")
     for i, name in enumerate(fields):

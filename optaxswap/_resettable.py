@@ -120,14 +120,20 @@ def resettable(
                 inner_state=_engine.cast_like(inner_state, state.inner_state)
             )
 
+        def advance(
+            state: ResettableState, fire: jax.Array
+        ) -> tuple[ResettableState, jax.Array]:
+            # The one phase is re-entered on every fire.
+            return state, jnp.where(fire, 0, -1).astype(jnp.int32)
+
         return _engine.guarded_update(
             state,
             updates,
             params,
             extra_args,
             trigger=trigger,
-            reinitialize=reinitialize,
-            apply_active=apply_active,
+            phases=[_engine.Phase(enter=reinitialize, run=apply_active)],
+            advance=advance,
             owner="resettable",
         )
 

@@ -4,12 +4,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 import optax
 
 from optaxswap import _engine
 from optaxswap import _plateau
+from optaxswap import _slots
 from optaxswap import _triggers
 from optaxswap import _validation
 from optaxswap import handoff as _handoff
@@ -24,14 +24,16 @@ class SwitchState(NamedTuple):
       requested: bool, a switch was requested for the next update.
       trigger_state: the trigger's state.
       inner_states: tuple with one state per transform; inactive phases keep
-        the state they had when they were left.
+        the state they had when they were left. With ``share_memory=True``, a
+        ``SharedStates`` whose slots the phases share instead (read a phase's
+        state with ``phase_state``).
     """
 
     count: jax.Array
     phase: jax.Array
     requested: jax.Array
     trigger_state: Any
-    inner_states: tuple[optax.OptState, ...]
+    inner_states: tuple[optax.OptState, ...] | _slots.SharedStates
 
 
 def switch(
@@ -40,6 +42,7 @@ def switch(
     *,
     handoff: _handoff.HandoffFn | None = None,
     cycle: bool = False,
+    share_memory: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """Runs ``transforms[phase]``, advancing ``phase`` each time ``trigger`` fires.
 
@@ -48,7 +51,8 @@ def switch(
     that transform's state from the current params, as re-instantiating the
     optimizer would, before this update runs on it. States of inactive phases
     are left untouched. The decision is taken inside the compiled step: the
-    train step compiles once however many switches happen.
+    train step compiles once however many switches happen, and a phase's step
+    costs what its transform's step costs (see ``docs/performance.md``).
 
     Args:
       transforms: a non-empty sequence of transforms; with one, nothing ever
@@ -60,6 +64,12 @@ def switch(
         :mod:`optaxswap.handoff`).
       cycle: if true, a fire in the last phase returns to phase 0
         (re-initialized) instead of staying.
+      share_memory: if true, leaves of equal shape and dtype in different
+        phases share one buffer, so the optimizer state takes the memory of
+        the largest phase only (Adam then SGD with momentum: two
+        parameter-sized buffers, not three). The results are the same; the
+        price is that an inactive phase's state is overwritten, and
+        ``state.inner_states`` is no longer a tuple of per-phase states.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`SwitchState`.
@@ -83,6 +93,16 @@ def switch(
       ...     phases.append(int(osw.phase(state)))
       >>> phases
       [0, 0, 0, 1, 1]
+
+      With ``share_memory=True`` Adam's two moments and SGD's momentum take
+      two buffers per parameter instead of three:
+
+      >>> shared = osw.switch([optax.adam(0.1), optax.sgd(0.1, momentum=0.9)],
+      ...                     osw.at_steps([3]), share_memory=True)
+      >>> params = jnp.zeros(1000)
+      >>> [sum(leaf.nbytes for leaf in jax.tree.leaves(t.init(params)))
+      ...  for t in (tx, shared)]
+      [12013, 8013]
     """
     transforms = _validation.check_transforms("transforms", transforms)
     if not isinstance(trigger, _triggers.Trigger):
@@ -91,15 +111,18 @@ def switch(
         raise TypeError(f"handoff must be callable or None, got {handoff!r}.")
     if not isinstance(cycle, bool):
         raise TypeError(f"cycle must be a bool, got {cycle!r}.")
+    if not isinstance(share_memory, bool):
+        raise TypeError(f"share_memory must be a bool, got {share_memory!r}.")
     num_phases = len(transforms)
 
     def init_fn(params: optax.Params) -> SwitchState:
+        inner_states = tuple(tx.init(params) for tx in transforms)
         return SwitchState(
             count=jnp.zeros((), jnp.int32),
             phase=jnp.zeros((), jnp.int32),
             requested=jnp.zeros((), jnp.bool_),
             trigger_state=trigger.init(params),
-            inner_states=tuple(tx.init(params) for tx in transforms),
+            inner_states=_slots.share(inner_states) if share_memory else inner_states,
         )
 
     def update_fn(
@@ -108,68 +131,51 @@ def switch(
         params: optax.Params | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, SwitchState]:
+        def advance(
+            state: SwitchState, fire: jax.Array
+        ) -> tuple[SwitchState, jax.Array]:
+            advances = fire if cycle else fire & (state.phase < num_phases - 1)
+            phase = jnp.where(advances, (state.phase + 1) % num_phases, state.phase)
+            entered = jnp.where(advances, phase, -1).astype(jnp.int32)
+            return state._replace(phase=phase.astype(jnp.int32)), entered
+
         def enter(to_phase: int) -> Callable[[SwitchState], SwitchState]:
             from_phase = (to_phase - 1) % num_phases
 
             def enter_phase(state: SwitchState) -> SwitchState:
                 entering = transforms[to_phase].init(params)
                 if handoff is not None:
+                    # Read before writing: with shared slots, the entering
+                    # state overwrites buffers the leaving state lives in.
                     entering = handoff(
                         _handoff.HandoffContext(
                             from_phase=from_phase,
                             to_phase=to_phase,
-                            from_state=state.inner_states[from_phase],
+                            from_state=phase_state(state, from_phase),
                             fresh_state=entering,
                             params=params,
                             trigger_state=state.trigger_state,
                             count=state.count,
                         )
                     )
-                return state._replace(
-                    phase=jnp.full((), to_phase, jnp.int32),
-                    inner_states=_with_phase_state(
-                        state.inner_states, to_phase, entering
-                    ),
-                )
+                return with_phase_state(state, to_phase, entering)
 
             return enter_phase
-
-        def stay(state: SwitchState) -> SwitchState:
-            return state
-
-        # The successor of each phase is static, so a fire selects one branch
-        # by the current phase and each branch knows which phase it enters.
-        successors = [
-            enter((index + 1) % num_phases) if cycle or index < num_phases - 1 else stay
-            for index in range(num_phases)
-        ]
-
-        def reinitialize(state: SwitchState) -> SwitchState:
-            return lax.switch(state.phase, successors, state)
 
         def run(index: int) -> Callable[..., tuple[optax.Updates, SwitchState]]:
             def run_phase(
                 updates: optax.Updates, state: SwitchState
             ) -> tuple[optax.Updates, SwitchState]:
                 new_updates, inner_state = transforms[index].update(
-                    updates, state.inner_states[index], params, **extra_args
+                    updates, phase_state(state, index), params, **extra_args
                 )
-                # Every branch must return the same types; the gradients'
-                # dtypes are the ones all phases agree on.
-                return _engine.cast_like(new_updates, updates), state._replace(
-                    inner_states=_with_phase_state(
-                        state.inner_states, index, inner_state
-                    )
+                # Every phase's conditional must return the same types; the
+                # gradients' dtypes are the ones all phases agree on.
+                return _engine.cast_like(new_updates, updates), with_phase_state(
+                    state, index, inner_state
                 )
 
             return run_phase
-
-        def apply_active(
-            updates: optax.Updates, state: SwitchState
-        ) -> tuple[optax.Updates, SwitchState]:
-            return lax.switch(
-                state.phase, [run(i) for i in range(num_phases)], updates, state
-            )
 
         return _engine.guarded_update(
             state,
@@ -177,24 +183,29 @@ def switch(
             params,
             extra_args,
             trigger=trigger,
-            reinitialize=reinitialize,
-            apply_active=apply_active,
+            phases=[
+                _engine.Phase(
+                    enter=enter(index) if index > 0 or cycle else None,
+                    run=run(index),
+                )
+                for index in range(num_phases)
+            ],
+            advance=advance,
+            active_phase=lambda state: state.phase,
             owner="switch",
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _with_phase_state(
-    inner_states: tuple[optax.OptState, ...], index: int, new_state: optax.OptState
-) -> tuple[optax.OptState, ...]:
-    """``inner_states`` with entry ``index`` replaced, keeping its dtypes."""
-    new_state = _engine.cast_like(new_state, inner_states[index])
-    return inner_states[:index] + (new_state,) + inner_states[index + 1 :]
-
-
 def phase_state(state: SwitchState, index: int) -> optax.OptState:
-    """The state of phase ``index`` (whatever the storage layout)."""
+    """The state of phase ``index`` (whatever the storage layout).
+
+    With shared slots, only the active phase's state is meaningful: the others
+    have been overwritten by the phases that used their buffers since.
+    """
+    if isinstance(state.inner_states, _slots.SharedStates):
+        return state.inner_states.phase_state(index)
     return state.inner_states[index]
 
 
@@ -202,8 +213,14 @@ def with_phase_state(
     state: SwitchState, index: int, inner_state: optax.OptState
 ) -> SwitchState:
     """``state`` with phase ``index``'s state replaced, keeping its dtypes."""
+    inner_states = state.inner_states
+    if isinstance(inner_states, _slots.SharedStates):
+        return state._replace(
+            inner_states=inner_states.with_phase_state(index, inner_state)
+        )
+    inner_state = _engine.cast_like(inner_state, inner_states[index])
     return state._replace(
-        inner_states=_with_phase_state(state.inner_states, index, inner_state)
+        inner_states=inner_states[:index] + (inner_state,) + inner_states[index + 1 :]
     )
 
 
@@ -222,7 +239,7 @@ def switch_at(
       transforms: a non-empty sequence of transforms.
       boundaries: ``len(transforms) - 1`` strictly increasing positive ints.
       **switch_kwargs: further keyword arguments of :func:`switch`
-        (``handoff``, ``cycle``).
+        (``handoff``, ``cycle``, ``share_memory``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`SwitchState`.
@@ -289,7 +306,8 @@ def switch_on_plateau(
       accumulation_size: values averaged into one observation, ``>= 1``.
       axis_name: the ``pmap``/``shard_map`` axis over which each ``value=``
         is averaged, so every replica switches alike.
-      **switch_kwargs: further keyword arguments of :func:`switch`.
+      **switch_kwargs: further keyword arguments of :func:`switch`
+        (``handoff``, ``cycle``, ``share_memory``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`SwitchState`.

@@ -35,9 +35,13 @@ def check_nonnegative_float(name: str, value: Any) -> float:
             f"{name} must be a real number >= 0, got {value!r} of type"
             f" {type(value).__name__}."
         )
-    if not (np.isfinite(value) and value >= 0):
+    try:
+        as_float = float(value)
+    except OverflowError:  # An int beyond float range.
+        as_float = float("inf")
+    if not (np.isfinite(as_float) and as_float >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
+    return as_float
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:

@@ -1,0 +1,1 @@
+"""optaxswap benchmarks: ``python -m benchmarks [--quick]``."""

@@ -1,0 +1,553 @@
+"""optaxswap benchmarks: what a combinator costs next to its bare inner optimizer.
+
+Run ``python -m benchmarks`` (or ``python benchmarks/run.py``) from the
+repository root; ``--quick`` is a smoke run with tiny sizes. It prints a table
+and writes ``benchmarks/results/<backend>-<machine>.json``.
+
+Every case is jitted with the params and the optimizer state donated, and
+measured side by side with the bare inner optimizer in one process: each
+round runs every variant of a group for a few steps (in rotated order), the
+ratio of the round is a variant's median step time over the bare inner's, and
+the reported ratio is the median over rounds. Three views:
+
+- ``update``: ``tx.update`` alone (both sides write the updates out; the
+  gradients are donated, as the intermediate they are in a train step);
+- ``apply``: ``tx.update`` + ``optax.apply_updates`` (the gradients are an
+  argument, not donated);
+- ``train``: a whole MLP train step (forward, backward, update, apply).
+"""
+
+import argparse
+from collections.abc import Callable
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import sys
+import time
+from typing import Any
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+if __package__ in (None, ""):
+    # Run as a script: make the repository root importable.
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from benchmarks import _naive
+import optaxswap as osw
+
+# Far beyond any benchmark's step count: the triggers never fire on their own.
+NEVER = 2**30
+
+INNERS: dict[str, Callable[[], optax.GradientTransformation]] = {
+    "adam": lambda: optax.adam(1e-3),
+    "sgdm": lambda: optax.sgd(1e-3, momentum=0.9),
+    "clip_adamw": lambda: optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adamw(1e-3)
+    ),
+}
+# The fields SPAM-style partial resets clear in each inner's state.
+RESET_FIELDS = {"adam": ("mu", "nu"), "sgdm": ("trace",), "clip_adamw": ("mu", "nu")}
+
+
+@dataclasses.dataclass
+class Variant:
+    """One optimizer measured in one phase against the bare inner."""
+
+    tx: optax.GradientTransformation
+    phase: int = 0
+    wants_value: bool = False
+
+
+def variants_for(inner: str, names: list[str]) -> dict[str, Variant]:
+    """The variants of a group: all run ``inner`` in the measured step."""
+    phases = list(INNERS)
+    phase = phases.index(inner)
+    all_inners = [INNERS[name]() for name in phases]
+    boundaries = [NEVER, NEVER + 1]
+    make = {
+        "bare": lambda: Variant(INNERS[inner]()),
+        "switch_at": lambda: Variant(osw.switch_at(all_inners, boundaries), phase),
+        "switch_on_plateau": lambda: Variant(
+            osw.switch_on_plateau(all_inners, patience=NEVER), phase, True
+        ),
+        "switch_shared": lambda: Variant(
+            osw.switch_at(all_inners, boundaries, share_memory=True), phase
+        ),
+        "naive_switch": lambda: Variant(
+            _naive.naive_switch(all_inners, osw.at_steps(boundaries)), phase
+        ),
+        "resettable": lambda: Variant(
+            osw.resettable(INNERS[inner](), osw.every(NEVER))
+        ),
+        "resettable_fields": lambda: Variant(
+            osw.resettable(
+                INNERS[inner](), osw.every(NEVER), fields=RESET_FIELDS[inner]
+            )
+        ),
+    }
+    return {name: make[name]() for name in ["bare", *names]}
+
+
+# ---------------------------------------------------------------- problems
+
+
+def flat_params(size: int) -> dict[str, jax.Array]:
+    width = 1000
+    return {
+        "w": jnp.full((max(size // width, 1), width), 0.5, jnp.float32),
+        "b": jnp.full((width,), 0.5, jnp.float32),
+    }
+
+
+def mlp_params(size: int) -> dict[str, jax.Array]:
+    """A 3-layer MLP of about ``size`` parameters (two square hidden layers)."""
+    width = max(int((size / 2) ** 0.5), 16)
+    keys = jax.random.split(jax.random.key(0), 3)
+    scale = width**-0.5
+    return {
+        "w1": jax.random.normal(keys[0], (width, width)) * scale,
+        "b1": jnp.zeros((width,)),
+        "w2": jax.random.normal(keys[1], (width, width)) * scale,
+        "b2": jnp.zeros((width,)),
+        "w3": jax.random.normal(keys[2], (width, 10)) * scale,
+        "b3": jnp.zeros((10,)),
+    }
+
+
+def mlp_loss(params: dict[str, jax.Array], batch: tuple[jax.Array, jax.Array]):
+    inputs, labels = batch
+    hidden = jax.nn.relu(inputs @ params["w1"] + params["b1"])
+    hidden = jax.nn.relu(hidden @ params["w2"] + params["b2"])
+    logits = hidden @ params["w3"] + params["b3"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def step_function(view: str, tx: optax.GradientTransformation, wants_value: bool):
+    """The jitted function of a view and the positions of its donated args."""
+
+    def extra(value):
+        return {"value": value} if wants_value else {}
+
+    if view == "update":
+
+        def update(state, grads, params, value):
+            updates, state = tx.update(grads, state, params, **extra(value))
+            # State first: JAX pairs donated inputs with outputs in order, so
+            # every state leaf reuses its own buffer and the updates the grads'.
+            return state, updates
+
+        return update, (0, 1)
+    if view == "apply":
+
+        def apply(params, state, grads, value):
+            updates, state = tx.update(grads, state, params, **extra(value))
+            return optax.apply_updates(params, updates), state
+
+        return apply, (0, 1)
+
+    def train(params, state, batch, value):
+        del value
+        loss, grads = jax.value_and_grad(mlp_loss)(params, batch)
+        updates, state = tx.update(grads, state, params, **extra(loss))
+        return optax.apply_updates(params, updates), state, loss
+
+    return train, (0, 1)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def tree_bytes(tree: Any) -> int:
+    return sum(leaf.nbytes for leaf in jax.tree.leaves(tree))
+
+
+_COPY = re.compile(r"= (\w+)\[([\d,]*)\]\{?[\d,]*\}? copy\(")
+
+
+def copy_counts(hlo_text: str) -> tuple[int, int]:
+    """``copy`` instructions in an optimized HLO module, and bytes copied by
+    those of the entry computation (which run on every step; copies inside a
+    conditional's branches run only when that branch does)."""
+    copies, entry_bytes, in_entry = 0, 0, False
+    for line in hlo_text.splitlines():
+        if line.rstrip().endswith("{") and not line.startswith(" "):
+            in_entry = line.startswith("ENTRY")
+        match = _COPY.search(line)
+        if match:
+            copies += 1
+            if in_entry:
+                dims = [int(d) for d in match.group(2).split(",") if d]
+                bits = re.sub(r"\D", "", match.group(1)) or "8"  # pred: one byte
+                itemsize = int(bits) // 8
+                entry_bytes += int(np.prod(dims, dtype=np.int64)) * itemsize
+    return copies, entry_bytes
+
+
+class Runner:
+    """A compiled step with its carried (donated) buffers."""
+
+    def __init__(self, view, variant, params, data):
+        self.view = view
+        fn, donate = step_function(view, variant.tx, variant.wants_value)
+        self.value = jnp.float32(1.0)
+        self.data = data
+        state = variant.tx.init(params)
+        self.params = jax.tree.map(jnp.copy, params)
+        self.state = state
+        start = time.perf_counter()
+        self.compiled = (
+            jax.jit(fn, donate_argnums=donate).lower(*self._args()).compile()
+        )
+        self.compile_s = time.perf_counter() - start
+        self.copies, self.entry_copy_bytes = copy_counts(self.compiled.as_text())
+        memory = self.compiled.memory_analysis()
+        self.temp_bytes = int(memory.temp_size_in_bytes) if memory else None
+        self.state_bytes = tree_bytes(state)
+        for _ in range(variant.phase):
+            # Enter the measured phase through the real path: a requested switch.
+            self.state = self.state._replace(requested=jnp.ones((), jnp.bool_))
+            self.step()
+        for _ in range(2):
+            self.step()
+
+    def _args(self):
+        if self.view == "update":
+            return self.state, self.fresh_grads(), self.params, self.value
+        return self.params, self.state, self.data, self.value
+
+    def fresh_grads(self):
+        return jax.block_until_ready(_copy_tree(self.data))
+
+    def step(self) -> float:
+        """Runs one step; returns its wall time in seconds (inputs excluded)."""
+        args = self._args()
+        start = time.perf_counter()
+        out = jax.block_until_ready(self.compiled(*args))
+        elapsed = time.perf_counter() - start
+        if self.view == "update":
+            self.state = out[0]
+        else:
+            self.params, self.state = out[0], out[1]
+        return elapsed
+
+
+def _copy_tree(tree: Any) -> Any:
+    return jax.tree.map(lambda leaf: jnp.array(leaf, copy=True), tree)
+
+
+def interleaved(runners: dict[str, Runner], rounds: int, iters: int):
+    """Median step time and median per-round ratio to ``runners["bare"]``."""
+    names = list(runners)
+    times = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(
+                statistics.median(runners[name].step() for _ in range(iters))
+            )
+    bare = np.array(times["bare"])
+    results = {}
+    for name in names:
+        ratios = np.array(times[name]) / bare
+        results[name] = dict(
+            ms=1e3 * float(np.median(times[name])),
+            ratio=float(np.median(ratios)),
+            ratio_q1=float(np.quantile(ratios, 0.25)),
+            ratio_q3=float(np.quantile(ratios, 0.75)),
+        )
+    return results
+
+
+def measure_steps(plan, rounds, iters, log) -> list[dict]:
+    rows = []
+    for size, view, names, inners in plan:
+        for inner in inners:
+            params = mlp_params(size) if view == "train" else flat_params(size)
+            if view == "train":
+                batch_size = 32
+                width = params["w1"].shape[0]
+                keys = jax.random.split(jax.random.key(1))
+                data = (
+                    jax.random.normal(keys[0], (batch_size, width)),
+                    jax.random.randint(keys[1], (batch_size,), 0, 10),
+                )
+            else:
+                data = jax.tree.map(lambda p: p * 1e-3, params)
+            runners = {
+                name: Runner(view, variant, params, data)
+                for name, variant in variants_for(inner, names).items()
+            }
+            timing = interleaved(runners, rounds[size], iters[size])
+            bare = runners["bare"]
+            for name, runner in runners.items():
+                row = dict(
+                    size=tree_bytes(params) // 4,
+                    view=view,
+                    inner=inner,
+                    variant=name,
+                    **timing[name],
+                    compile_s=runner.compile_s,
+                    compile_ratio=runner.compile_s / bare.compile_s,
+                    state_bytes=runner.state_bytes,
+                    temp_bytes=runner.temp_bytes,
+                    copies=runner.copies,
+                    entry_copy_bytes=runner.entry_copy_bytes,
+                )
+                rows.append(row)
+                log(row)
+            del runners
+    return rows
+
+
+def measure_firing(size: int, repeats: int) -> list[dict]:
+    """The step that fires, next to a normal step of the same combinator."""
+    params = flat_params(size)
+    grads = jax.tree.map(lambda p: p * 1e-3, params)
+    cases = {
+        "resettable(adam)": (
+            osw.resettable(optax.adam(1e-3)),
+            osw.request_reset,
+            [optax.adam(1e-3)],
+        ),
+        "switch(adam, sgdm, cycle)": (
+            osw.switch(
+                [optax.adam(1e-3), optax.sgd(1e-3, momentum=0.9)],
+                osw.never(),
+                cycle=True,
+            ),
+            osw.request_switch,
+            [optax.adam(1e-3), optax.sgd(1e-3, momentum=0.9)],
+        ),
+    }
+    rows = []
+    for name, (tx, request, inits) in cases.items():
+        fn, donate = step_function("apply", tx, False)
+        step = jax.jit(fn, donate_argnums=donate)
+        bare_fn, _ = step_function("apply", inits[0], False)
+        bare = jax.jit(bare_fn, donate_argnums=donate)
+        init_fns = [jax.jit(inner.init) for inner in inits]
+        state, bare_state = tx.init(params), inits[0].init(params)
+        p, bare_p = jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, params)
+        value = jnp.float32(0.0)
+
+        def timed(fn, *args):
+            start = time.perf_counter()
+            out = jax.block_until_ready(fn(*args))
+            return time.perf_counter() - start, out
+
+        fire, normal, bare_times, init_times = [], [], [], []
+        for i in range(repeats + 2):
+            elapsed, (p, state) = timed(step, p, state, grads, value)
+            normal.append(elapsed)
+            requested = jax.block_until_ready(request(state))
+            elapsed, (p, state) = timed(step, p, requested, grads, value)
+            fire.append(elapsed)
+            elapsed, (bare_p, bare_state) = timed(
+                bare, bare_p, bare_state, grads, value
+            )
+            bare_times.append(elapsed)
+            elapsed, _ = timed(init_fns[i % len(init_fns)], params)
+            init_times.append(elapsed)
+        med = {
+            key: 1e3 * statistics.median(values[2:])
+            for key, values in dict(
+                fire=fire, normal=normal, bare=bare_times, init=init_times
+            ).items()
+        }
+        rows.append(
+            dict(
+                size=tree_bytes(params) // 4,
+                case=name,
+                fire_ms=med["fire"],
+                normal_ms=med["normal"],
+                bare_ms=med["bare"],
+                init_ms=med["init"],
+                fire_over_normal=med["fire"] / med["normal"],
+                fire_over_bare_plus_init=med["fire"] / (med["bare"] + med["init"]),
+            )
+        )
+    return rows
+
+
+def measure_rejit(size: int, repeats: int) -> dict:
+    """What switching costs the usual way: a new optimizer, re-jitted."""
+    params = mlp_params(size)
+    width = params["w1"].shape[0]
+    batch = (jnp.ones((32, width)), jnp.zeros((32,), jnp.int32))
+    value = jnp.float32(0.0)
+    rejit = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tx = optax.sgd(1e-3, momentum=0.9)
+        fn, donate = step_function("train", tx, False)
+        # A new function object: jax.jit traces and XLA compiles it anew, as a
+        # training loop that re-creates its optimizer at the switch does.
+        step = jax.jit(lambda *args, fn=fn: fn(*args), donate_argnums=donate)
+        state = tx.init(params)
+        jax.block_until_ready(step(jax.tree.map(jnp.copy, params), state, batch, value))
+        rejit.append(time.perf_counter() - start)
+    tx = osw.switch(
+        [optax.adam(1e-3), optax.sgd(1e-3, momentum=0.9)], osw.never(), cycle=True
+    )
+    fn, donate = step_function("train", tx, False)
+    step = jax.jit(fn, donate_argnums=donate)
+    p, state = jax.tree.map(jnp.copy, params), tx.init(params)
+    fire = []
+    for _ in range(repeats + 2):
+        state = osw.request_switch(state)
+        start = time.perf_counter()
+        p, state, _ = jax.block_until_ready(step(p, state, batch, value))
+        fire.append(time.perf_counter() - start)
+    rejit_ms = 1e3 * statistics.median(rejit)
+    fire_ms = 1e3 * statistics.median(fire[2:])
+    return dict(
+        size=tree_bytes(params) // 4,
+        rejit_first_step_ms=rejit_ms,
+        switch_firing_step_ms=fire_ms,
+        rejit_over_switch=rejit_ms / fire_ms,
+    )
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def machine() -> dict:
+    device = jax.devices()[0]
+    return dict(
+        backend=jax.default_backend(),
+        device_kind=device.device_kind,
+        device_count=jax.device_count(),
+        cpu_count=os.cpu_count(),
+        processor=platform.processor() or platform.machine(),
+        python=platform.python_version(),
+        jax=jax.__version__,
+        optax=optax.__version__,
+        optaxswap=osw.__version__,
+        load_average=os.getloadavg(),
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def print_table(rows: list[dict]) -> None:
+    variants = list(dict.fromkeys(row["variant"] for row in rows))
+    for size, view in dict.fromkeys((row["size"], row["view"]) for row in rows):
+        print(
+            f"\n{view} view, {size / 1e6:.1f}M params: step-time ratio to the bare"
+            " inner (median over rounds) [entry-computation copies in MiB]"
+        )
+        print(f"  {'variant':<19}" + "".join(f"{inner:>22}" for inner in INNERS))
+        for variant in variants:
+            cells = []
+            for inner in INNERS:
+                match = [
+                    row
+                    for row in rows
+                    if (row["size"], row["view"], row["inner"], row["variant"])
+                    == (size, view, inner, variant)
+                ]
+                if match:
+                    row = match[0]
+                    cells.append(
+                        f"{row['ratio']:.3f} ({row['ms']:.2f}ms)"
+                        f" [{row['entry_copy_bytes'] / 2**20:.1f}]"
+                    )
+                else:
+                    cells.append("-")
+            if any(cell != "-" for cell in cells):
+                print(f"  {variant:<19}" + "".join(f"{cell:>22}" for cell in cells))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, few rounds (a smoke run)"
+    )
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=None, help="the JSON file to write"
+    )
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*donated buffers were not usable.*")
+
+    all_variants = [
+        "switch_at",
+        "switch_on_plateau",
+        "switch_shared",
+        "naive_switch",
+        "resettable",
+        "resettable_fields",
+    ]
+    main_variants = ["switch_at", "switch_shared", "naive_switch", "resettable"]
+    every_inner = list(INNERS)
+    if args.quick:
+        small = 20_000
+        plan = [
+            (small, "update", main_variants, ["adam"]),
+            (small, "apply", ["switch_at"], ["adam"]),
+            (small, "train", ["switch_at"], ["adam"]),
+        ]
+        rounds, iters = {small: 2}, {small: 2}
+        firing_size, rejit_size, repeats = small, small, 2
+    else:
+        m = 1_000_000
+        plan = [
+            (m, "update", all_variants, every_inner),
+            (m, "apply", all_variants, every_inner),
+            (m, "train", main_variants, every_inner),
+            (10 * m, "update", main_variants, every_inner),
+            (10 * m, "apply", main_variants, every_inner),
+            (10 * m, "train", ["switch_at", "resettable"], ["adam"]),
+            (50 * m, "update", ["switch_at", "switch_shared"], every_inner),
+            (50 * m, "apply", ["switch_at", "switch_shared"], every_inner),
+        ]
+        rounds = {m: 11, 10 * m: 7, 50 * m: 5}
+        iters = {m: 5, 10 * m: 3, 50 * m: 2}
+        firing_size, rejit_size, repeats = m, m, 7
+
+    def log(row):
+        print(
+            f"  {row['view']:>6} {row['size'] / 1e6:6.2f}M {row['inner']:>10}"
+            f" {row['variant']:<18} ratio {row['ratio']:.3f}"
+            f" [{row['ratio_q1']:.3f}, {row['ratio_q3']:.3f}]"
+            f" {row['ms']:8.2f}ms copies {row['copies']:3d}"
+            f" entry-copy {row['entry_copy_bytes'] / 2**20:7.2f}MiB"
+            f" temp {row['temp_bytes'] / 2**20:8.2f}MiB"
+            f" state {row['state_bytes'] / 2**20:8.2f}MiB"
+            f" compile {row['compile_s']:.2f}s",
+            flush=True,
+        )
+
+    start = time.perf_counter()
+    results = dict(machine=machine(), quick=args.quick)
+    results["steps"] = measure_steps(plan, rounds, iters, log)
+    results["firing"] = measure_firing(firing_size, repeats)
+    for row in results["firing"]:
+        print(" ", json.dumps(row))
+    results["rejit"] = measure_rejit(rejit_size, max(repeats // 2, 2))
+    print(" ", json.dumps(results["rejit"]))
+    results["wall_s"] = time.perf_counter() - start
+    results["machine"]["load_average_end"] = os.getloadavg()
+    print_table(results["steps"])
+
+    out = args.out
+    if out is None:
+        name = results["machine"]["backend"] + ("-quick" if args.quick else "")
+        out = pathlib.Path(__file__).parent / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwrote {out} in {results['wall_s']:.0f}s")
+    return results
+
+
+if __name__ == "__main__":
+    main()

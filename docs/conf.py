@@ -1,0 +1,75 @@
+"""Sphinx configuration: MyST Markdown pages, API reference from docstrings.
+
+Build with ``python -m sphinx -W -b html docs docs/_build/html``.
+"""
+
+import pathlib
+import re
+
+import optaxswap
+
+project = "optaxswap"
+author = "the optaxswap authors"
+copyright = "the optaxswap authors"  # noqa: A001
+release = optaxswap.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+]
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["colon_fence", "dollarmath"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+# Attributes as fields of their class, not as objects of their own: autodoc
+# documents the NamedTuple fields of module members already.
+napoleon_use_ivar = True
+
+html_theme = "alabaster"
+html_title = f"optaxswap {release}"
+html_theme_options = {
+    "description": "Reset or switch optax optimizers mid-run, compiled once.",
+    "fixed_sidebar": True,
+}
+html_sidebars = {"**": ["about.html", "navigation.html", "searchbox.html"]}
+
+_DOCS = pathlib.Path(__file__).parent
+_TOCTREE_START = re.compile(r"^(```|:::)\{toctree\}")
+# A toctree entry that is a bare glob pattern, e.g. ``integrations/*``.
+_GLOB_ENTRY = re.compile(r"^(?P<pattern>[\w./-]*[*?][\w./*?-]*)\s*$")
+
+
+def _drop_empty_globs(app, docname, source):
+    """Removes toctree glob entries that match no page yet.
+
+    Guide pages written alongside (integrations, performance, reliability)
+    join the navigation through globs as they appear; Sphinx warns about a
+    glob that matches nothing, and ``-W`` makes that warning fail the build.
+    """
+    folder = (_DOCS / docname).parent
+    kept, fence = [], None
+    for line in source[0].splitlines(keepends=True):
+        if fence is None:
+            if start := _TOCTREE_START.match(line):
+                fence = start[1]
+        elif line.strip() == fence:
+            fence = None
+        elif (entry := _GLOB_ENTRY.match(line)) and not any(
+            folder.glob(entry["pattern"] + ".md")
+        ):
+            continue
+        kept.append(line)
+    source[0] = "".join(kept)
+
+
+def setup(app):
+    app.connect("source-read", _drop_empty_globs)

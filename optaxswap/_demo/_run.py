@@ -1,0 +1,103 @@
+"""The whole demo run: train every strategy, then print, plot and save."""
+
+from collections.abc import Sequence
+import pathlib
+import platform
+
+import jax
+import optax
+
+import optaxswap
+from optaxswap._demo import _data
+from optaxswap._demo import _model
+from optaxswap._demo import _report
+from optaxswap._demo import _strategies
+from optaxswap._demo import _training
+
+PLOT_NAME = "loss_curves.png"
+RESULTS_NAME = "results.json"
+
+
+def run_demo(
+    config: _strategies.DemoConfig,
+    strategy_names: Sequence[str],
+    out: pathlib.Path,
+) -> list[_training.StrategyResult]:
+    """Trains each strategy in turn, shows progress, then reports.
+
+    Args:
+      config: the settings every strategy shares.
+      strategy_names: keys of :data:`STRATEGIES`, in the order to run them.
+      out: the folder that receives the PNG and ``results.json`` (created if
+        missing).
+
+    Returns:
+      One result per strategy, in order.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn
+    from rich.progress import MofNCompleteColumn
+    from rich.progress import Progress
+    from rich.progress import TextColumn
+    from rich.progress import TimeElapsedColumn
+
+    console = Console()
+    out.mkdir(parents=True, exist_ok=True)
+    digits = _data.load_digits_splits(config.seed)
+    order = _data.batch_order(
+        len(digits.train.y), config.batch_size, config.steps, config.seed
+    )
+    init_params = _model.init_mlp(
+        jax.random.key(config.seed), (digits.train.x.shape[1], config.hidden, 10)
+    )
+    console.print(
+        f"Digits: {len(digits.train.y)} train / {len(digits.validation.y)}"
+        f" validation / {len(digits.test.y)} test examples; MLP 64-{config.hidden}-10;"
+        f" {config.steps} steps of batch {config.batch_size}, evaluated every"
+        f" {config.eval_every} steps."
+    )
+    strategies = [_strategies.STRATEGIES[name] for name in strategy_names]
+    results = []
+    with Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[phase]:<16}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks = {
+            strategy.name: progress.add_task(
+                strategy.name, total=config.steps, phase="waiting", start=False
+            )
+            for strategy in strategies
+        }
+        for strategy in strategies:
+            task = tasks[strategy.name]
+            progress.start_task(task)
+
+            def on_progress(step: int, label: str, task=task) -> None:
+                progress.update(task, completed=step, phase=label)
+
+            results.append(
+                _training.train_strategy(
+                    strategy, config, digits, order, init_params, on_progress
+                )
+            )
+            progress.stop_task(task)
+    for table in _report.results_tables(results):
+        console.print(table)
+    for result in results:
+        console.print(f"  {result.name}: {result.summary}")
+    environment = {
+        "optaxswap": optaxswap.__version__,
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    _report.plot_curves(out / PLOT_NAME, config, results)
+    _report.write_json(out / RESULTS_NAME, config, results, environment)
+    console.print(f"Wrote {out / PLOT_NAME} and {out / RESULTS_NAME}")
+    return results

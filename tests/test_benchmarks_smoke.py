@@ -1,0 +1,40 @@
+"""The benchmark suite runs from a clean checkout and writes valid JSON.
+
+Only that: the figures themselves are never asserted (machines are noisy).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "quick.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=REPOSITORY,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["quick"] is True
+    assert results["machine"]["backend"] == "cpu"
+    variants = {row["variant"] for row in results["steps"]}
+    assert {"bare", "switch_at", "naive_switch", "resettable"} <= variants
+    views = {row["view"] for row in results["steps"]}
+    assert views == {"update", "apply", "train"}
+    for row in results["steps"]:
+        assert row["ratio"] > 0 and row["ms"] > 0, row
+        assert row["state_bytes"] > 0 and row["copies"] >= 0, row
+    assert {row["case"] for row in results["firing"]} == {
+        "resettable(adam)",
+        "switch(adam, sgdm, cycle)",
+    }
+    assert results["rejit"]["rejit_first_step_ms"] > 0

@@ -1,0 +1,189 @@
+"""``optaxswap demo``: one quick run end to end, and the command line's errors."""
+
+import importlib.metadata
+import json
+import math
+import struct
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from optaxswap import _cli
+from optaxswap._demo import PLOT_NAME
+from optaxswap._demo import QUICK_STEPS
+from optaxswap._demo import RESULTS_NAME
+from optaxswap._demo import STRATEGIES
+from optaxswap._demo import DemoConfig
+from optaxswap._demo._training import count_compilations
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "nested" / "out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "optaxswap", "demo", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads((out / RESULTS_NAME).read_text())
+    return completed.stdout, out, results
+
+
+def _by_name(results):
+    return {strategy["name"]: strategy for strategy in results["strategies"]}
+
+
+def test_quick_demo_prints_a_row_per_strategy_with_its_metrics(quick_run):
+    stdout, _, results = quick_run
+    rows = {
+        line.split()[0]: line.split() for line in stdout.splitlines() if line.strip()
+    }
+    for name, strategy in _by_name(results).items():
+        assert name in rows, stdout
+        final = strategy["final"]
+        # The row shows the same numbers as results.json, in column order.
+        assert rows[name][1:7] == [
+            f"{final['train_loss']:.4f}",
+            f"{final['train_accuracy']:.1%}",
+            f"{final['validation_loss']:.4f}",
+            f"{final['validation_accuracy']:.1%}",
+            f"{final['test_loss']:.4f}",
+            f"{final['test_accuracy']:.1%}",
+        ]
+        assert rows[name][-1] == str(strategy["compilations"])
+
+
+def test_quick_demo_runs_every_strategy_with_one_compilation_each(quick_run):
+    _, _, results = quick_run
+    strategies = _by_name(results)
+    assert list(strategies) == list(STRATEGIES)
+    for strategy in strategies.values():
+        assert strategy["compilations"] == 1, strategy["name"]
+        assert strategy["compile_seconds"] > 0
+
+
+def test_quick_demo_trains_every_strategy_to_a_useful_classifier(quick_run):
+    _, _, results = quick_run
+    for strategy in results["strategies"]:
+        final = strategy["final"]
+        assert all(math.isfinite(value) for value in final.values())
+        # Ten balanced classes: chance is 10%; every optimizer here gets far.
+        assert final["test_accuracy"] > 0.9, strategy["name"]
+        curves = strategy["curves"]
+        assert curves["step"][0] == 0 and curves["step"][-1] == QUICK_STEPS
+        assert {len(values) for values in curves.values()} == {len(curves["step"])}
+        assert curves["train_loss"][-1] < curves["train_loss"][0]
+
+
+def test_quick_demo_switches_and_resets_at_the_configured_steps(quick_run):
+    _, _, results = quick_run
+    config = DemoConfig(steps=QUICK_STEPS)
+    strategies = _by_name(results)
+    assert strategies["switch_at"]["event_steps"] == [config.switch_step]
+    assert strategies["resettable"]["event_steps"] == list(
+        range(config.reset_every, QUICK_STEPS, config.reset_every)
+    )
+    assert strategies["adam"]["event_steps"] == []
+    assert results["config"]["steps"] == QUICK_STEPS
+
+
+def test_quick_demo_plateau_switch_follows_the_validation_curve(quick_run):
+    _, _, results = quick_run
+    strategy = _by_name(results)["switch_on_plateau"]
+    config = results["config"]
+    curves = strategy["curves"]
+    # An independent replay of the plateau rule (mode="min", atol=0) over the
+    # validation losses the demo observed, one per evaluation after step 0.
+    best, bad_count, expected = math.inf, 0, None
+    for step, loss in zip(curves["step"][1:], curves["validation_loss"][1:]):
+        if loss < best - 1e-4 * abs(best) or math.isinf(best):
+            best, bad_count = loss, 0
+        else:
+            bad_count += 1
+        if bad_count >= config["patience"]:
+            expected = step  # the next update, number `step`, switches
+            break
+    assert expected is not None, "the quick run should reach a plateau"
+    assert strategy["event_steps"] == [expected]
+
+
+def test_quick_demo_writes_a_readable_png(quick_run):
+    _, out, _ = quick_run
+    data = (out / PLOT_NAME).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 800 and height >= 400
+
+
+def test_compilation_counter_counts_every_recompile():
+    def scaled(x, factor):
+        return x * factor
+
+    jitted = jax.jit(scaled)
+    with count_compilations("scaled") as compilations:
+        jitted(jnp.ones(2), 2.0)
+        jitted(jnp.ones(2), 3.0)
+        jitted(jnp.ones(2, jnp.int32), 2)
+    assert compilations.count == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--steps", "0"], "--steps"),
+        (["demo", "--steps", "many"], "--steps"),
+        (["demo", "--seed", "-1"], "--seed"),
+        (["demo", "--strategies", "adam,lion"], "'lion'"),
+        (["demo", "--strategies", "adam,adam"], "twice"),
+        (["demo", "--strategies", ","], "--strategies"),
+        (["demo", "--frobnicate"], "--frobnicate"),
+        ([], "COMMAND"),
+    ],
+)
+def test_bad_options_exit_non_zero_with_a_message(argv, message, capsys):
+    assert _cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert "Traceback" not in error
+
+
+def test_out_that_is_a_file_exits_non_zero_with_a_message(tmp_path, capsys):
+    not_a_folder = tmp_path / "results.txt"
+    not_a_folder.write_text("")
+    assert _cli.main(["demo", "--quick", "--out", str(not_a_folder)]) != 0
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_command_line_error_has_no_traceback():
+    completed = subprocess.run(
+        [sys.executable, "-m", "optaxswap", "demo", "--steps", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert "--steps" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_importing_optaxswap_leaves_the_demo_extras_unimported():
+    code = (
+        "import sys, optaxswap, optaxswap._cli;"
+        "print([m for m in ('sklearn', 'matplotlib', 'rich') if m in sys.modules])"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
+
+
+def test_installed_console_script_runs_the_command_line():
+    scripts = importlib.metadata.entry_points(group="console_scripts")
+    (script,) = [entry for entry in scripts if entry.name == "optaxswap"]
+    assert script.load() is _cli.main
