@@ -6,9 +6,9 @@ and writes ``benchmarks/results/<backend>-<machine>.json``.
 
 Every case is jitted with the params and the optimizer state donated, and
 measured side by side with the bare inner optimizer in one process: each
-round runs every variant of a group for a few steps (in rotated order), the
-ratio of the round is a variant's median step time over the bare inner's, and
-the reported ratio is the median over rounds. Three views:
+round runs a few steps of every variant of a group in turn (one step each, in
+rotated order), the ratio of the round is a variant's median step time over
+the bare inner's, and the reported ratio is the median over rounds. Three views:
 
 - ``update``: ``tx.update`` alone (both sides write the updates out; the
   gradients are donated, as the intermediate they are in a train step);
@@ -41,6 +41,7 @@ if __package__ in (None, ""):
     # Run as a script: make the repository root importable.
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from benchmarks import _branchfree
 from benchmarks import _naive
 import optaxswap as osw
 
@@ -54,6 +55,9 @@ INNERS: dict[str, Callable[[], optax.GradientTransformation]] = {
         optax.clip_by_global_norm(1.0), optax.adamw(1e-3)
     ),
 }
+# The train view's batch: the model's share of the step grows with it, the
+# combinator's (one write and read of the updates) does not.
+TRAIN_BATCH = 128
 # The fields SPAM-style partial resets clear in each inner's state.
 RESET_FIELDS = {"adam": ("mu", "nu"), "sgdm": ("trace",), "clip_adamw": ("mu", "nu")}
 
@@ -84,6 +88,9 @@ def variants_for(inner: str, names: list[str]) -> dict[str, Variant]:
         ),
         "naive_switch": lambda: Variant(
             _naive.naive_switch(all_inners, osw.at_steps(boundaries)), phase
+        ),
+        "branchfree_shared": lambda: Variant(
+            _branchfree.branchfree_switch(all_inners, boundaries), phase
         ),
         "resettable": lambda: Variant(
             osw.resettable(INNERS[inner](), osw.every(NEVER))
@@ -250,10 +257,15 @@ def interleaved(runners: dict[str, Runner], rounds: int, iters: int):
     times = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(
-                statistics.median(runners[name].step() for _ in range(iters))
-            )
+        order = names[shift:] + names[:shift]
+        # Step by step in turn, so that a burst of load from elsewhere on the
+        # machine falls on every variant of the round alike.
+        round_times = {name: [] for name in names}
+        for _ in range(iters):
+            for name in order:
+                round_times[name].append(runners[name].step())
+        for name in names:
+            times[name].append(statistics.median(round_times[name]))
     bare = np.array(times["bare"])
     results = {}
     for name in names:
@@ -273,12 +285,11 @@ def measure_steps(plan, rounds, iters, log) -> list[dict]:
         for inner in inners:
             params = mlp_params(size) if view == "train" else flat_params(size)
             if view == "train":
-                batch_size = 32
                 width = params["w1"].shape[0]
                 keys = jax.random.split(jax.random.key(1))
                 data = (
-                    jax.random.normal(keys[0], (batch_size, width)),
-                    jax.random.randint(keys[1], (batch_size,), 0, 10),
+                    jax.random.normal(keys[0], (TRAIN_BATCH, width)),
+                    jax.random.randint(keys[1], (TRAIN_BATCH,), 0, 10),
                 )
             else:
                 data = jax.tree.map(lambda p: p * 1e-3, params)
@@ -309,70 +320,72 @@ def measure_steps(plan, rounds, iters, log) -> list[dict]:
 
 
 def measure_firing(size: int, repeats: int) -> list[dict]:
-    """The step that fires, next to a normal step of the same combinator."""
+    """The step that fires, next to the bare step and ``init`` of what it enters.
+
+    In the update view (state and gradients donated), where a normal step
+    costs what the bare inner's does, so the difference is the fire's own.
+    """
     params = flat_params(size)
     grads = jax.tree.map(lambda p: p * 1e-3, params)
+    adam, sgdm = INNERS["adam"], INNERS["sgdm"]
     cases = {
         "resettable(adam)": (
-            osw.resettable(optax.adam(1e-3)),
+            osw.resettable(adam()),
             osw.request_reset,
-            [optax.adam(1e-3)],
+            [adam()],
         ),
         "switch(adam, sgdm, cycle)": (
-            osw.switch(
-                [optax.adam(1e-3), optax.sgd(1e-3, momentum=0.9)],
-                osw.never(),
-                cycle=True,
-            ),
+            osw.switch([adam(), sgdm()], osw.never(), cycle=True),
             osw.request_switch,
-            [optax.adam(1e-3), optax.sgd(1e-3, momentum=0.9)],
+            [adam(), sgdm()],
         ),
     }
+    value = jnp.float32(0.0)
+
+    def timed(fn, *args):
+        args = jax.block_until_ready(args)
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        return time.perf_counter() - start, out
+
     rows = []
-    for name, (tx, request, inits) in cases.items():
-        fn, donate = step_function("apply", tx, False)
+    for name, (tx, request, inners) in cases.items():
+        fn, donate = step_function("update", tx, False)
         step = jax.jit(fn, donate_argnums=donate)
-        bare_fn, _ = step_function("apply", inits[0], False)
-        bare = jax.jit(bare_fn, donate_argnums=donate)
-        init_fns = [jax.jit(inner.init) for inner in inits]
-        state, bare_state = tx.init(params), inits[0].init(params)
-        p, bare_p = jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, params)
-        value = jnp.float32(0.0)
-
-        def timed(fn, *args):
-            start = time.perf_counter()
-            out = jax.block_until_ready(fn(*args))
-            return time.perf_counter() - start, out
-
-        fire, normal, bare_times, init_times = [], [], [], []
+        bare_steps = [
+            jax.jit(step_function("update", inner, False)[0], donate_argnums=donate)
+            for inner in inners
+        ]
+        init_fns = [jax.jit(inner.init) for inner in inners]
+        state = tx.init(params)
+        bare_states = [inner.init(params) for inner in inners]
+        samples = []
         for i in range(repeats + 2):
-            elapsed, (p, state) = timed(step, p, state, grads, value)
-            normal.append(elapsed)
-            requested = jax.block_until_ready(request(state))
-            elapsed, (p, state) = timed(step, p, requested, grads, value)
-            fire.append(elapsed)
-            elapsed, (bare_p, bare_state) = timed(
-                bare, bare_p, bare_state, grads, value
+            entered = (i + 1) % len(inners)
+            normal, (state, _) = timed(step, state, _copy_tree(grads), params, value)
+            fire, (state, _) = timed(
+                step, request(state), _copy_tree(grads), params, value
             )
-            bare_times.append(elapsed)
-            elapsed, _ = timed(init_fns[i % len(init_fns)], params)
-            init_times.append(elapsed)
-        med = {
-            key: 1e3 * statistics.median(values[2:])
-            for key, values in dict(
-                fire=fire, normal=normal, bare=bare_times, init=init_times
-            ).items()
-        }
+            bare, (bare_states[entered], _) = timed(
+                bare_steps[entered],
+                bare_states[entered],
+                _copy_tree(grads),
+                params,
+                value,
+            )
+            init, _ = timed(init_fns[entered], params)
+            samples.append((fire, normal, bare, init))
+        fire, normal, bare, init = (np.array(column[2:]) for column in zip(*samples))
         rows.append(
             dict(
                 size=tree_bytes(params) // 4,
                 case=name,
-                fire_ms=med["fire"],
-                normal_ms=med["normal"],
-                bare_ms=med["bare"],
-                init_ms=med["init"],
-                fire_over_normal=med["fire"] / med["normal"],
-                fire_over_bare_plus_init=med["fire"] / (med["bare"] + med["init"]),
+                fire_ms=1e3 * float(np.median(fire)),
+                normal_ms=1e3 * float(np.median(normal)),
+                bare_ms=1e3 * float(np.median(bare)),
+                init_ms=1e3 * float(np.median(init)),
+                fire_over_normal=float(np.median(fire / normal)),
+                fire_over_bare_plus_init=float(np.median(fire / (bare + init))),
             )
         )
     return rows
@@ -382,7 +395,7 @@ def measure_rejit(size: int, repeats: int) -> dict:
     """What switching costs the usual way: a new optimizer, re-jitted."""
     params = mlp_params(size)
     width = params["w1"].shape[0]
-    batch = (jnp.ones((32, width)), jnp.zeros((32,), jnp.int32))
+    batch = (jnp.ones((TRAIN_BATCH, width)), jnp.zeros((TRAIN_BATCH,), jnp.int32))
     value = jnp.float32(0.0)
     rejit = []
     for _ in range(repeats):
@@ -500,17 +513,19 @@ def main(argv: list[str] | None = None) -> dict:
         firing_size, rejit_size, repeats = small, small, 2
     else:
         m = 1_000_000
+        # The update view isolates the wrapper's own cost, so it gets every
+        # variant; the apply and train views then show the designs that differ.
+        designs = ["switch_at", "switch_shared", "naive_switch", "branchfree_shared"]
         plan = [
             (m, "update", all_variants, every_inner),
-            (m, "apply", all_variants, every_inner),
-            (m, "train", main_variants, every_inner),
-            (10 * m, "update", main_variants, every_inner),
-            (10 * m, "apply", main_variants, every_inner),
-            (10 * m, "train", ["switch_at", "resettable"], ["adam"]),
+            (m, "apply", [*designs, "resettable"], every_inner),
+            (m, "train", designs, every_inner),
+            (10 * m, "update", ["switch_at", "switch_shared"], every_inner),
+            (10 * m, "apply", ["switch_at", "switch_shared"], every_inner),
             (50 * m, "update", ["switch_at", "switch_shared"], every_inner),
             (50 * m, "apply", ["switch_at", "switch_shared"], every_inner),
         ]
-        rounds = {m: 11, 10 * m: 7, 50 * m: 5}
+        rounds = {m: 9, 10 * m: 5, 50 * m: 4}
         iters = {m: 5, 10 * m: 3, 50 * m: 2}
         firing_size, rejit_size, repeats = m, m, 7
 

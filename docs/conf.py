@@ -6,11 +6,13 @@ Build with ``python -m sphinx -W -b html docs docs/_build/html``.
 import pathlib
 import re
 
+from sphinx.application import Sphinx
+
 import optaxswap
 
 project = "optaxswap"
 author = "the optaxswap authors"
-copyright = "the optaxswap authors"  # noqa: A001
+copyright = "the optaxswap authors"
 release = optaxswap.__version__
 version = release
 
@@ -48,7 +50,7 @@ _TOCTREE_START = re.compile(r"^(```|:::)\{toctree\}")
 _GLOB_ENTRY = re.compile(r"^(?P<pattern>[\w./-]*[*?][\w./*?-]*)\s*$")
 
 
-def _drop_empty_globs(app, docname, source):
+def _drop_empty_globs(app: Sphinx | None, docname: str, source: list[str]) -> None:
     """Removes toctree glob entries that match no page yet.
 
     Guide pages written alongside (integrations, performance, reliability)
@@ -71,5 +73,5 @@ def _drop_empty_globs(app, docname, source):
     source[0] = "".join(kept)
 
 
-def setup(app):
+def setup(app: Sphinx) -> None:
     app.connect("source-read", _drop_empty_globs)

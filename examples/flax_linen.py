@@ -64,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float | int | None]:
     inputs, targets = make_data(jax.random.key(0))
     model = MLP()
     tx = osw.switch_on_plateau(
-        [optax.adam(1e-2), optax.sgd(1e-2, momentum=0.9)],
-        patience=3,
-        rtol=1e-2,
-        accumulation_size=20,
+        [optax.adam(5e-2), optax.sgd(5e-2, momentum=0.9)],
+        patience=2,
+        rtol=2e-2,
+        accumulation_size=10,
     )
     state = train_state.TrainState.create(
         apply_fn=model.apply, params=model.init(jax.random.key(1), inputs), tx=tx

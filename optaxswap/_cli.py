@@ -5,7 +5,7 @@ traceback.
 """
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import importlib.util
 import pathlib
 import sys
@@ -18,7 +18,7 @@ _MAX_STEPS = 1_000_000
 _MAX_SEED = 2**31 - 1
 
 
-def _bounded_int(minimum: int, maximum: int):
+def _bounded_int(minimum: int, maximum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)

@@ -141,6 +141,10 @@ def structure_differences(
     return sorted(differences)
 
 
+def _count(differences: list[str]) -> str:
+    return f"{len(differences)} difference{'' if len(differences) == 1 else 's'}"
+
+
 def _summary(differences: list[str]) -> str:
     listed = "\n".join(f"  {line}" for line in differences[:_MAX_LISTED])
     if len(differences) > _MAX_LISTED:
@@ -197,8 +201,8 @@ def check_structure(target: Any, saved: Any) -> None:
     )
     if differences:
         raise ValueError(
-            f"the checkpoint does not match the target ({len(differences)}"
-            f" differences):\n{_summary(differences)}\nBuild the target with"
+            f"the checkpoint does not match the target ({_count(differences)}):"
+            f"\n{_summary(differences)}\nBuild the target with"
             " jax.eval_shape(tx.init, params) from the transform and the params"
             " (shapes and dtypes) of the saved run."
         )
@@ -233,8 +237,10 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
 
     Raises:
       ValueError: if the checkpoint does not match ``target`` (listing what
-        differs), if the path is relative, if a manager holds no step, or if
-        ``step`` is given with a path.
+        differs), if the path is relative, if a manager holds no step, if
+        ``step`` is given with a path, or if a manager with custom step names
+        was created without ``item_handlers=ocp.StandardCheckpointHandler()``
+        and never saved or restored its item (its metadata is unreadable).
       ImportError: if Orbax is not installed.
 
     Examples:
@@ -264,7 +270,12 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
         inner_states.2: in the target, not in the checkpoint
       Build the target with jax.eval_shape(tx.init, params) ...
     """
-    import orbax.checkpoint as ocp  # Optional: only this function needs Orbax.
+    try:
+        import orbax.checkpoint as ocp  # Optional: only this function needs it.
+    except ImportError as error:
+        raise ImportError(
+            "restore_checkpoint needs Orbax: pip install orbax-checkpoint"
+        ) from error
 
     if isinstance(source, ocp.CheckpointManager):
         if step is None:
@@ -307,9 +318,17 @@ def _manager_item_metadata(ocp: Any, manager: Any, step: int) -> Any:
     # A manager knows an item's metadata only once it saved or restored that
     # item itself; a freshly opened one reads it from the step's directory,
     # named as CheckpointManager names steps and its single item by default.
-    step_path = ocp.path.step.find_step_path(
-        manager.directory, ocp.path.step.standard_name_format(), step=step
-    )
+    try:
+        step_path = ocp.path.step.find_step_path(
+            manager.directory, ocp.path.step.standard_name_format(), step=step
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"cannot read the metadata of step {step} in {manager.directory}:"
+            " this CheckpointManager names its steps its own way and has not"
+            " saved or restored the item yet. Create it with"
+            " item_handlers=ocp.StandardCheckpointHandler()."
+        ) from error
     return ocp.StandardCheckpointHandler().metadata(step_path / "default")
 
 
@@ -387,8 +406,8 @@ def wrap_state(
     )
     if differences:
         raise ValueError(
-            f"inner_state does not match {what} ({len(differences)}"
-            f" differences):\n{_summary(differences)}"
+            f"inner_state does not match {what} ({_count(differences)}):"
+            f"\n{_summary(differences)}"
         )
     inner_state = _rebuild_like(expected, inner_state)
     if isinstance(state, _switch.SwitchState):

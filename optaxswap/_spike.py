@@ -5,9 +5,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from optaxswap import _hyperparams
 from optaxswap import _observing
 from optaxswap import _triggers
 from optaxswap import _validation
@@ -126,9 +126,7 @@ def on_spike(
       >>> fired
       [False, False, False, False, True, False]
     """
-    factor = _validation.check_nonnegative_float("factor", factor)
-    if factor < 1.0:
-        raise ValueError(f"factor must be a finite number >= 1, got {factor!r}.")
+    factor = _hyperparams.check_real("factor", factor, low=1.0)
     window = _validation.check_int("window", window, minimum=1)
     warmup = (
         window if warmup is None else _validation.check_int("warmup", warmup, minimum=1)
@@ -138,7 +136,7 @@ def on_spike(
     def init_fn(params: optax.Params) -> SpikeState:
         del params
         return SpikeState(
-            recent=jnp.asarray(np.zeros(window, np.float32)),
+            recent=jnp.zeros(window, jnp.float32),
             num_recorded=jnp.zeros((), jnp.int32),
             pending=jnp.zeros((), jnp.bool_),
             config=config,

@@ -117,10 +117,12 @@ def swats(
     ``v_k = b1 * v_{k-1} + g_k``, ``x_k = x_{k-1} - (1 - b1) * Lambda * v_k``
     with ``v`` starting at zero.
 
-    The switch is global, over all parameters at once, as in the paper (whose
-    Algorithm 1 also projects per layer; this follows the global form). The
-    paper skips only steps with ``p_k . g_k = 0``; steps with
-    ``p_k . g_k > 0`` give a negative ``gamma_k`` and are skipped here too.
+    The switch is global, as in the paper: one criterion and one learning
+    rate for all parameters, from dot products over the whole tree (inside
+    ``optax.partition``, over the parameters of its partition). The paper
+    skips only steps with ``p_k . g_k = 0``; steps with ``p_k . g_k > 0``
+    would give a negative ``gamma_k`` and are skipped here too. The Adam
+    step is optax's, with ``eps`` added to the bias-corrected ``sqrt(v)``.
 
     It is :func:`optaxswap.switch` over two phases: the criterion is computed
     inside the Adam phase's update, the trigger reads it from the state, and a

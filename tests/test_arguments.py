@@ -241,3 +241,17 @@ def test_non_scalar_or_integer_metric_value_raises(value, fragments):
 def test_readers_raise_without_a_combinator_state(reader):
     with raises(ValueError, "exactly one", "found 0"):
         reader(ADAM.init(PARAMS))
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        osw.when(lambda context: jnp.ones(2, bool)),
+        osw.any_of(osw.never(), osw.when(lambda context: jnp.ones(2, bool))),
+    ],
+    ids=["when", "any_of"],
+)
+def test_trigger_deciding_with_a_non_scalar_raises(trigger):
+    tx = osw.resettable(ADAM, trigger)
+    with raises(ValueError, "scalar", "(2,)"):
+        tx.update(PARAMS, tx.init(PARAMS), PARAMS)

@@ -17,6 +17,7 @@ import math
 import numbers
 from typing import Any
 
+import hypothesis
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -371,8 +372,10 @@ def test_constructors_accept_exactly_what_the_model_allows(case, value):
     kwargs = {other.name: other.valid for other in arguments}
     kwargs[argument.name] = value
     if argument.allowed(value):
+        hypothesis.event("allowed value, constructed")
         constructor(**kwargs)
         return
+    hypothesis.event("bad value, refused")
     with pytest.raises((ValueError, TypeError)) as raised:
         constructor(**kwargs)
     message = str(raised.value)

@@ -168,7 +168,7 @@ def saved_manager(tmp_path_factory):
         (
             osw.switch_at([optax.sgd(0.1), optax.adam(0.1)], boundaries=[5]),
             PARAMS,
-            "inner_states.0.0.mu",
+            "inner_states.0.0:",
         ),
         (saved_transform(), {"w": jnp.ones(4), "b": jnp.zeros(2)}, "mu.w"),
         (

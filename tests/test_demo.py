@@ -3,6 +3,7 @@
 import importlib.metadata
 import json
 import math
+import os
 import struct
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def quick_run(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=300,
+        # The tables are laid out to fit a standard 80-column terminal.
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert completed.returncode == 0, completed.stderr
     results = json.loads((out / RESULTS_NAME).read_text())
@@ -38,16 +41,17 @@ def _by_name(results):
     return {strategy["name"]: strategy for strategy in results["strategies"]}
 
 
-def test_quick_demo_prints_a_row_per_strategy_with_its_metrics(quick_run):
+def test_quick_demo_prints_each_strategys_metrics_and_compilations(quick_run):
     stdout, _, results = quick_run
-    rows = {
-        line.split()[0]: line.split() for line in stdout.splitlines() if line.strip()
-    }
+    rows = {}
+    for line in stdout.splitlines():
+        if line.split() and line.split()[0] in STRATEGIES:
+            rows.setdefault(line.split()[0], []).append(line.split())
     for name, strategy in _by_name(results).items():
-        assert name in rows, stdout
         final = strategy["final"]
-        # The row shows the same numbers as results.json, in column order.
-        assert rows[name][1:7] == [
+        # A metrics row, then a run row, with the numbers of results.json.
+        metrics_row, run_row = rows[name][-2:]
+        assert metrics_row[1:] == [
             f"{final['train_loss']:.4f}",
             f"{final['train_accuracy']:.1%}",
             f"{final['validation_loss']:.4f}",
@@ -55,7 +59,14 @@ def test_quick_demo_prints_a_row_per_strategy_with_its_metrics(quick_run):
             f"{final['test_loss']:.4f}",
             f"{final['test_accuracy']:.1%}",
         ]
-        assert rows[name][-1] == str(strategy["compilations"])
+        assert run_row[-2:] == [
+            f"{strategy['wall_seconds']:.1f}",
+            str(strategy["compilations"]),
+        ]
+        events = ", ".join(map(str, strategy["event_steps"])) or (
+            "-" if strategy["event_kind"] == "none" else "none"
+        )
+        assert " ".join(run_row[1:-2]) == events
 
 
 def test_quick_demo_runs_every_strategy_with_one_compilation_each(quick_run):

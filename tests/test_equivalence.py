@@ -268,3 +268,23 @@ def test_resettable_on_plateau_with_value_matches_reference_model(seed):
     assert any(fires)
     assert_trees_close(params, manual_run([ADAM], [0] * NUM_STEPS, fires))
     assert int(osw.reset_count(opt_state)) == sum(fires)
+
+
+def test_resettable_inside_a_switch_phase_resets_only_while_active():
+    # The inner resettable counts its own updates: it resets on updates 2 and
+    # 4 of phase 0; phase 1 (SGD) starts fresh on update 5.
+    tx = osw.switch_at([osw.resettable(ADAM, osw.every(2)), MOMENTUM], [5])
+    params, _ = combinator_run(tx)
+    phases = [0] * 5 + [1] * (NUM_STEPS - 5)
+    entries = [t in (2, 4, 5) for t in range(NUM_STEPS)]
+    assert_trees_close(params, manual_run([ADAM, MOMENTUM], phases, entries))
+
+
+def test_switch_inside_a_resettable_restarts_from_its_first_phase():
+    # Adam for updates 0-1, SGD from 2; the reset on update 5 restarts the
+    # switch itself: Adam again for 5-6, then SGD from 7 (two updates later).
+    tx = osw.resettable(osw.switch_at([ADAM, MOMENTUM], [2]), osw.at_steps([5]))
+    params, _ = combinator_run(tx)
+    phases = [0, 0, 1, 1, 1, 0, 0] + [1] * (NUM_STEPS - 7)
+    entries = [t in (2, 5, 7) for t in range(NUM_STEPS)]
+    assert_trees_close(params, manual_run([ADAM, MOMENTUM], phases, entries))

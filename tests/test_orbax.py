@@ -3,6 +3,8 @@
 import collections
 from collections.abc import Iterator
 import contextlib
+import subprocess
+import sys
 
 import chex
 import jax
@@ -13,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import optaxswap as osw
+from optaxswap._switch import phase_state
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -55,10 +58,10 @@ def assert_identical_trees(actual, expected):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
-def advanced_state(tx, params, num_steps, values):
-    """The state after ``num_steps`` updates fed with ``values``."""
+def advanced_state(tx, params, values):
+    """The state after one update per value, each given as ``value=``."""
     state = tx.init(params)
-    for value in values[:num_steps]:
+    for value in values:
         grads = jax.grad(loss_fn)(params)
         updates, state = tx.update(grads, state, params, value=jnp.float32(value))
         params = optax.apply_updates(params, updates)
@@ -83,7 +86,7 @@ TRANSFORMS = {
 def test_standard_checkpointer_restores_identical_tree(tmp_path, name, dtype):
     tx = TRANSFORMS[name]()
     params = make_params(dtype)
-    state = advanced_state(tx, params, 4, [3.0, 2.0, 2.5, 2.4])
+    state = advanced_state(tx, params, [3.0, 2.0, 2.5, 2.4])
     path = tmp_path / "state"
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(path, state)
@@ -97,7 +100,7 @@ def test_checkpoint_manager_restores_plateau_state_with_its_config(tmp_path):
         [optax.adam(0.1), optax.sgd(0.1)], patience=3, cooldown=2, mode="max"
     )
     params = make_params()
-    state = advanced_state(tx, params, 3, [1.0, 2.0, 1.5])
+    state = advanced_state(tx, params, [1.0, 2.0, 1.5])
     with ocp.CheckpointManager(tmp_path / "run") as manager:
         manager.save(3, args=ocp.args.StandardSave(state))
         manager.wait_until_finished()
@@ -194,8 +197,8 @@ def test_continuing_plain_adam_under_switch_keeps_its_moments():
         )
         expected_params = optax.apply_updates(expected_params, expected_updates)
     chex.assert_trees_all_close(params, expected_params, rtol=1e-6)
-    chex.assert_trees_all_close(state.inner_states[0], expected_adam, rtol=1e-6)
-    assert int(state.inner_states[0][0].count) == 8
+    chex.assert_trees_all_close(phase_state(state, 0), expected_adam, rtol=1e-6)
+    assert int(phase_state(state, 0)[0].count) == 8
 
     # A requested switch enters SGD fresh from the current params, as
     # re-instantiating it would.
@@ -256,7 +259,7 @@ def test_wrap_state_takes_a_state_restored_without_target(tmp_path):
     tx = osw.switch_on_plateau([adam, optax.sgd(0.05)])
     state = osw.wrap_state(tx, params, untyped)
     assert jax.tree.structure(state) == jax.tree.structure(tx.init(params))
-    chex.assert_trees_all_close(state.inner_states[0], adam_state, rtol=1e-6)
+    chex.assert_trees_all_close(phase_state(state, 0), adam_state, rtol=1e-6)
 
 
 def test_wrap_state_rejects_the_state_of_another_optimizer():
@@ -341,6 +344,30 @@ def test_restoring_a_mismatched_checkpoint_says_what_differs(
         osw.restore_checkpoint(two_phase_checkpoint, target)
 
 
+def test_check_structure_reads_one_item_of_a_composite_checkpoint(tmp_path):
+    tx = osw.switch_on_plateau([optax.adam(0.1), optax.sgd(0.1, momentum=0.9)])
+    params = make_params()
+    with ocp.CheckpointManager(tmp_path / "run") as manager:
+        manager.save(
+            1,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params),
+                opt_state=ocp.args.StandardSave(tx.init(params)),
+            ),
+        )
+        manager.wait_until_finished()
+    handlers = {
+        "params": ocp.StandardCheckpointHandler(),
+        "opt_state": ocp.StandardCheckpointHandler(),
+    }
+    with ocp.CheckpointManager(tmp_path / "run", item_handlers=handlers) as manager:
+        saved = manager.item_metadata(1)["opt_state"]
+    osw.check_structure(jax.eval_shape(tx.init, params), saved)
+    one_phase = osw.switch_on_plateau([optax.adam(0.1)])
+    with pytest.raises(ValueError, match=r"inner_states\.1: in the checkpoint"):
+        osw.check_structure(jax.eval_shape(one_phase.init, params), saved)
+
+
 def test_check_structure_accepts_the_same_structure_built_from_arrays():
     tx = osw.switch_on_plateau([optax.adam(0.1), optax.sgd(0.1)])
     params = make_params()
@@ -373,3 +400,30 @@ def test_restore_checkpoint_rejects_an_empty_manager(tmp_path):
     with ocp.CheckpointManager(tmp_path / "empty") as manager:
         with pytest.raises(ValueError, match="holds no checkpoint"):
             osw.restore_checkpoint(manager, make_params())
+
+
+def test_restore_checkpoint_from_a_manager_with_custom_step_names(tmp_path):
+    state = {"w": jnp.arange(3.0)}
+    options = ocp.CheckpointManagerOptions(step_prefix="ckpt")
+    with ocp.CheckpointManager(tmp_path / "run", options=options) as manager:
+        manager.save(3, args=ocp.args.StandardSave(state))
+        manager.wait_until_finished()
+    with ocp.CheckpointManager(tmp_path / "run", options=options) as manager:
+        with pytest.raises(ValueError, match="item_handlers="):
+            osw.restore_checkpoint(manager, jax.eval_shape(lambda: state))
+    with ocp.CheckpointManager(
+        tmp_path / "run", options=options, item_handlers=ocp.StandardCheckpointHandler()
+    ) as manager:
+        restored = osw.restore_checkpoint(manager, jax.eval_shape(lambda: state))
+    assert_identical_trees(restored, state)
+
+
+def test_importing_optaxswap_imports_neither_orbax_nor_flax():
+    code = (
+        "import sys, optaxswap;"
+        " print(sorted(m for m in ('orbax', 'flax') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip() == "[]"

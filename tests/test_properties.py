@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 import reference
 
 import optaxswap as osw
@@ -161,7 +162,7 @@ leaf_triggers = st.one_of(
     plateaus,
     st.builds(When, st.integers(0, NUM_FLAGS - 1)),
 )
-# Nested any_of up to depth 3 (any_of of any_of of any_of of leaves).
+# Leaves and any_of nested in any_of, up to 6 leaves in all.
 triggers = st.recursive(
     leaf_triggers,
     lambda children: st.lists(children, min_size=1, max_size=3).map(
@@ -208,7 +209,7 @@ def context_of(t: int, event: Event) -> osw.TriggerContext:
     return osw.TriggerContext(jnp.int32(t), None, None, extra_args)
 
 
-@settings(max_examples=120)
+@settings(max_examples=200)
 @given(spec=triggers, sequence=events(requests=st.just(False)))
 def test_trigger_fires_where_the_reference_model_fires(spec, sequence):
     trigger, model = spec.build(), spec.model()
@@ -235,7 +236,7 @@ PHASE_TRANSFORMS = [
 SWITCH_PARAMS = jnp.array([0.5, -1.0, 2.0])
 
 
-@settings(max_examples=15)
+@settings(max_examples=20)
 @given(
     spec=triggers,
     num_phases=st.integers(1, 3),
@@ -386,6 +387,8 @@ class SwitchNode(CombinatorNode):
         assert isinstance(state, osw.SwitchState)
         super().check(state)
         assert int(state.phase) == self.phase
+        if self.spec.share_memory:
+            return  # Only base optimizers, with nothing to check, share memory.
         for phase, phase_state in zip(self.phases, state.inner_states):
             phase.check(phase_state)
 
@@ -467,10 +470,16 @@ class SwitchSpec:
     phases: tuple[Any, ...]
     trigger: Any
     cycle: bool
+    share_memory: bool = False
 
     def build(self):
         transforms = [phase.build() for phase in self.phases]
-        return osw.switch(transforms, self.trigger.build(), cycle=self.cycle)
+        return osw.switch(
+            transforms,
+            self.trigger.build(),
+            cycle=self.cycle,
+            share_memory=self.share_memory,
+        )
 
     def fresh(self):
         return SwitchNode(self)
@@ -512,6 +521,15 @@ def combinators(inner: st.SearchStrategy) -> st.SearchStrategy:
             st.booleans(),
         ),
         st.builds(ResettableSpec, inner, nest_triggers),
+        # Shared slots hide nested states from the helpers (see the xfail
+        # below), so only base optimizers share memory here.
+        st.builds(
+            SwitchSpec,
+            st.lists(BASES, min_size=1, max_size=3).map(tuple),
+            nest_triggers,
+            st.booleans(),
+            st.just(True),
+        ),
     )
 
 
@@ -536,6 +554,9 @@ def with_a_combinator(depth: int) -> st.SearchStrategy:
     holding = with_a_combinator(depth - 1)
     return st.one_of(
         combinators(nestings(depth - 1)),
+        # Combinators inside combinators: re-initializing a state re-initializes
+        # the combinator states nested in it.
+        combinators(holding),
         st.builds(ChainSpec, holding),
         st.builds(PartitionSpec, holding, nestings(depth - 1)),
         st.builds(MultiStepsSpec, holding, st.integers(1, 3)),
@@ -636,4 +657,24 @@ def test_random_nesting_compiles_once_and_matches_the_simulation(spec, plan):
         for node in simulation.walk()
     )
     hypothesis.event(f"some switch or reset happened: {acted}")
+    shared = any(getattr(node.spec, "share_memory", False) for node in combinators)
+    hypothesis.event(f"a switch shares memory: {shared}")
     assert step._cache_size() == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="share_memory=True stores phase states as bare slot arrays, so the"
+    " helpers cannot see combinator states nested inside a phase",
+)
+def test_helpers_find_states_nested_in_a_shared_memory_switch():
+    inner = osw.resettable(optax.adam(0.1), osw.on_plateau(patience=1))
+    tx = osw.switch(
+        [inner, optax.sgd(0.1, momentum=0.9)], osw.never(), share_memory=True
+    )
+    params = jnp.zeros(2)
+    state = tx.init(params)
+    # 1.0 improves on +inf, 2.0 is bad: patience 1 is reached.
+    state = osw.observe(osw.observe(state, 1.0), 2.0)
+    _, state = tx.update(params, state, params)
+    assert int(osw.reset_count(state)) == 1

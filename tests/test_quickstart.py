@@ -37,8 +37,10 @@ def test_readme_example_switches_to_sgd_inside_one_compiled_step(capsys):
     assert "phase: 1" in capsys.readouterr().out
 
 
-def test_readme_gives_the_commands_that_run_the_example_and_the_tests():
-    venv = "python3 -m venv .venv && . .venv/bin/activate"
-    assert f"{venv} && pip install -e . && python examples/quickstart.py" in README
-    assert f'{venv} && pip install -e ".[test]" && python -m pytest' in README
+def test_readme_gives_the_commands_that_run_the_main_job_and_the_tests():
+    venv = "python3 -m venv .venv && . .venv/bin/activate && pip install -e "
+    commands = [line for line in README.splitlines() if line.startswith(venv)]
+    test_command = f'{venv}".[test]" && python -m pytest'
+    assert test_command in commands
+    assert any(command != test_command for command in commands), commands
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("python -m pytest")

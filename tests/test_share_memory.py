@@ -126,25 +126,26 @@ def test_shared_cycle_with_requests_matches_unshared_bitwise():
 
 
 def test_handoff_reads_the_leaving_state_before_shared_slots_are_overwritten():
-    # Adam's mu and nu and SGD's trace all have the params' shapes, so the
-    # trace takes mu's slot; carrying nu (not mu) into it catches a hand-off
-    # that would read the slots after the fresh SGD state was written.
-    def nu_as_trace(context):
+    # Adam's mu and nu and SGD's trace all have the params' shapes, and the
+    # trace takes mu's slot: a hand-off that read the slots after the fresh
+    # SGD state was written would carry zeros instead of mu.
+    def mu_as_trace(context):
         adam_state = context.from_state[0]
-        return (optax.TraceState(trace=adam_state.nu), *context.fresh_state[1:])
+        return (optax.TraceState(trace=adam_state.mu), *context.fresh_state[1:])
 
     transforms = [optax.adam(0.05), optax.sgd(0.05, momentum=0.9)]
     results = {}
     for shared in (True, False):
-        tx = osw.switch_at(transforms, [4], handoff=nu_as_trace, share_memory=shared)
+        tx = osw.switch_at(transforms, [4], handoff=mu_as_trace, share_memory=shared)
         results[shared] = run(tx, num_steps=4), run(tx, num_steps=5)
     (before, before_state), (after, after_state) = results[True]
     chex.assert_trees_all_equal(after, results[False][1][0])
 
-    # Independently: SGD's first update with trace = Adam's nu after 4 steps.
-    adam_nu = _switch.phase_state(results[False][0][1], 0)[0].nu
+    # Independently: SGD's first update with trace = Adam's mu after 4 steps.
+    adam_mu = _switch.phase_state(results[False][0][1], 0)[0].mu
+    assert all(bool(jnp.any(leaf != 0)) for leaf in jax.tree.leaves(adam_mu))
     grads = jax.grad(loss)(before, jnp.float32(4))
-    expected_trace = jax.tree.map(lambda g, nu: g + 0.9 * nu, grads, adam_nu)
+    expected_trace = jax.tree.map(lambda g, mu: g + 0.9 * mu, grads, adam_mu)
     chex.assert_trees_all_close(
         _switch.phase_state(after_state, 1)[0].trace, expected_trace, rtol=1e-6
     )
@@ -287,3 +288,29 @@ def test_switch_step_copies_no_parameter_sized_buffer_in_any_phase():
             .as_text()
         )
         assert not big_copy.findall(entry_computation(hlo)), share_memory
+
+
+def test_shared_slots_keep_mixed_param_dtypes_and_match_unshared():
+    # A bf16 leaf and an f32 leaf of the same shape must not share a slot.
+    params = {
+        "low": jnp.full((4, 4), 0.5, jnp.bfloat16),
+        "high": jnp.full((4, 4), 0.5, jnp.float32),
+    }
+    grads = {"low": jnp.full((4, 4), 0.25, jnp.bfloat16), "high": params["high"] / 3}
+    results = []
+    for shared in (True, False):
+        tx = osw.switch_at(
+            [optax.adam(0.1), optax.sgd(0.1, momentum=0.9)], [2], share_memory=shared
+        )
+        state = tx.init(params)
+        initial = state
+        p = params
+        for _ in range(4):
+            updates, state = tx.update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+        chex.assert_trees_all_equal_dtypes(state, initial)
+        results.append((p, state))
+    chex.assert_trees_all_equal(results[0][0], results[1][0])
+    sgd_state = _switch.phase_state(results[0][1], 1)
+    assert sgd_state[0].trace["low"].dtype == jnp.bfloat16
+    assert sgd_state[0].trace["high"].dtype == jnp.float32

@@ -1,6 +1,7 @@
 """What the demo writes: the table, ``results.json`` and the loss-curve PNG."""
 
 from collections.abc import Sequence
+import dataclasses
 import json
 import pathlib
 from typing import Any
@@ -56,9 +57,9 @@ def results_tables(results: Sequence[_training.StrategyResult]) -> tuple[Any, An
         metrics.add_column(f"{split}\nloss", justify="right")
         metrics.add_column(f"{split}\nacc", justify="right")
     run = table("switches, resets and compilations")
-    run.add_column("switch / reset at update")
-    run.add_column("wall s", justify="right")
-    run.add_column("train-step compilations", justify="right")
+    run.add_column("switch / reset\nat update")
+    run.add_column("wall\ns", justify="right")
+    run.add_column("train-step\ncompilations", justify="right")
     for result in results:
         final = result.final
         metrics.add_row(
@@ -90,28 +91,12 @@ def write_json(
     """Writes the config, every table entry and every curve to ``path``."""
     document = {
         "config": {
-            **{
-                field: getattr(config, field)
-                for field in config.__dataclass_fields__  # noqa: B009
-            },
+            **dataclasses.asdict(config),
             "switch_step": config.switch_step,
             "reset_every": config.reset_every,
         },
         "environment": environment,
-        "strategies": [
-            {
-                "name": result.name,
-                "summary": result.summary,
-                "final": result.final,
-                "event_kind": result.event_kind,
-                "event_steps": result.event_steps,
-                "wall_seconds": result.wall_seconds,
-                "compilations": result.compilations,
-                "compile_seconds": result.compile_seconds,
-                "curves": result.curves,
-            }
-            for result in results
-        ],
+        "strategies": [dataclasses.asdict(result) for result in results],
     }
     path.write_text(json.dumps(document, indent=1) + "\n")
 
@@ -159,9 +144,10 @@ def plot_curves(
         if step >= config.steps // 10
     ]
     spread = max(late_values) - min(late_values)
-    validation_axis.set_ylim(
-        min(late_values) - 0.1 * spread, max(late_values) + 0.1 * spread
-    )
+    if spread > 0:
+        validation_axis.set_ylim(
+            min(late_values) - 0.1 * spread, max(late_values) + 0.1 * spread
+        )
     validation_axis.set_title(
         "validation loss (zoomed past the first tenth of the run)"
     )

@@ -107,8 +107,8 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy(
             "switch_on_plateau",
             lambda c: (
-                "Adam, then SGD once the validation loss has not improved"
-                f" for {c.patience} evaluations"
+                f"Adam, then SGD after {c.patience} evaluations without a better"
+                " validation loss"
             ),
             ("adam", "sgd"),
             "switches",

@@ -18,8 +18,8 @@ import orbax.checkpoint as ocp
 import optaxswap as osw
 
 # Large enough that writing one checkpoint takes a while (several arrays of
-# 16 MiB of incompressible floats), so a kill lands mid-save.
-SIZE = 2**22
+# 8 MiB of incompressible floats), so a kill lands mid-save.
+SIZE = 2**21
 BOUNDARY = 3
 
 
