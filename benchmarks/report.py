@@ -106,6 +106,25 @@ def memory_table(results) -> list[str]:
     return lines
 
 
+def faults_table(results) -> list[str]:
+    """Minor page faults per step: fresh temporary pages from the OS."""
+    lines = [
+        "Minor page faults per step (median), SGD-with-momentum phase",
+        "",
+        "| view | params | bare | switch_at | switch_shared |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    groups = dict.fromkeys((row["view"], row["size"]) for row in results["steps"])
+    for view, size in groups:
+        cells = []
+        for variant in ("bare", "switch_at", "switch_shared"):
+            rows = _rows(results, view=view, size=size, inner="sgdm", variant=variant)
+            cells.append(f"{rows[0]['minor_faults_per_step']:.0f}" if rows else "")
+        lines.append(f"| {view} | {size / 1e6:.1f}M | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def firing_table(results) -> list[str]:
     lines = [
         "The step that fires (update view), next to a normal step of the same"
@@ -202,6 +221,7 @@ def main(argv=None) -> None:
         targets_table(results)
         + step_tables(results)
         + memory_table(results)
+        + faults_table(results)
         + firing_table(results)
     )
     print("\n".join(tables))

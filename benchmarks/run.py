@@ -26,6 +26,7 @@ import os
 import pathlib
 import platform
 import re
+import resource
 import statistics
 import sys
 import time
@@ -219,6 +220,7 @@ class Runner:
         memory = self.compiled.memory_analysis()
         self.temp_bytes = int(memory.temp_size_in_bytes) if memory else None
         self.state_bytes = tree_bytes(state)
+        self.minor_faults: list[int] = []
         for _ in range(variant.phase):
             # Enter the measured phase through the real path: a requested switch.
             self.state = self.state._replace(requested=jnp.ones((), jnp.bool_))
@@ -237,9 +239,15 @@ class Runner:
     def step(self) -> float:
         """Runs one step; returns its wall time in seconds (inputs excluded)."""
         args = self._args()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         out = jax.block_until_ready(self.compiled(*args))
         elapsed = time.perf_counter() - start
+        # Page faults: on CPU, a step's temporary buffers may come as fresh
+        # pages from the OS on every call, which costs more than their bytes.
+        self.minor_faults.append(
+            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        )
         if self.view == "update":
             self.state = out[0]
         else:
@@ -312,6 +320,7 @@ def measure_steps(plan, rounds, iters, log) -> list[dict]:
                     temp_bytes=runner.temp_bytes,
                     copies=runner.copies,
                     entry_copy_bytes=runner.entry_copy_bytes,
+                    minor_faults_per_step=statistics.median(runner.minor_faults),
                 )
                 rows.append(row)
                 log(row)
@@ -538,7 +547,8 @@ def main(argv: list[str] | None = None) -> dict:
             f" entry-copy {row['entry_copy_bytes'] / 2**20:7.2f}MiB"
             f" temp {row['temp_bytes'] / 2**20:8.2f}MiB"
             f" state {row['state_bytes'] / 2**20:8.2f}MiB"
-            f" compile {row['compile_s']:.2f}s",
+            f" compile {row['compile_s']:.2f}s"
+            f" faults/step {row['minor_faults_per_step']:.0f}",
             flush=True,
         )
 

@@ -83,13 +83,6 @@ def momentum(learning_rate: float) -> optax.GradientTransformation:
     return optax.sgd(learning_rate, momentum=0.9)
 
 
-def adam_mu_into_momentum(context: osw.handoff.HandoffContext) -> optax.OptState:
-    """Hands Adam's first moment to SGD's momentum trace."""
-    adam_state, _ = context.from_state
-    trace_state, rest = context.fresh_state
-    return trace_state._replace(trace=adam_state.mu), rest
-
-
 CASES = [
     pytest.param(
         lambda lr: Case(osw.resettable(adam(lr), osw.every(3)), no_drive),
@@ -106,12 +99,6 @@ CASES = [
             osw.resettable(adam(lr), osw.every(2), fields=("mu", "nu")), no_drive
         ),
         id="resettable-fields_mu_nu",
-    ),
-    pytest.param(
-        lambda lr: Case(
-            osw.resettable(adam(lr), osw.every(2), fields=("count",)), no_drive
-        ),
-        id="resettable-fields_count",
     ),
     pytest.param(
         lambda lr: Case(
@@ -174,13 +161,6 @@ CASES = [
             request_drive(osw.request_switch, (2, 5)),
         ),
         id="switch-request",
-    ),
-    pytest.param(
-        lambda lr: Case(
-            osw.switch_at([adam(lr), momentum(lr)], [3], handoff=adam_mu_into_momentum),
-            no_drive,
-        ),
-        id="switch_at-handoff",
     ),
     pytest.param(
         lambda lr: Case(

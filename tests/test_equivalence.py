@@ -205,6 +205,14 @@ def test_cycle_reenters_phase_zero_with_a_fresh_state(num_phases):
     assert_trees_close(params, manual_run(transforms, phases, entries))
 
 
+def test_cycle_with_one_transform_reinitializes_it_on_every_fire():
+    params, _ = combinator_run(osw.switch([ADAM], osw.every(3), cycle=True))
+    fires = [every_fires(3, None, t) for t in range(NUM_STEPS)]
+    phases, entries = fires_to_phases(fires, 1, cycle=True)
+    assert entries == fires
+    assert_trees_close(params, manual_run([ADAM], phases, entries))
+
+
 def test_handoff_builds_the_entering_state_from_the_leaving_one():
     def mu_into_trace(context: osw.handoff.HandoffContext) -> Any:
         (adam_state, _), (trace_state, rest) = (

@@ -314,3 +314,27 @@ def test_shared_slots_keep_mixed_param_dtypes_and_match_unshared():
     sgd_state = _switch.phase_state(results[0][1], 1)
     assert sgd_state[0].trace["low"].dtype == jnp.bfloat16
     assert sgd_state[0].trace["high"].dtype == jnp.float32
+
+
+def test_vmapped_shared_switch_with_per_member_requests_matches_unshared():
+    # A batched request makes each member switch on its own: under vmap the
+    # conditionals become selects, and the shared slots must still hold each
+    # member's active state.
+    batch_params = jax.tree.map(lambda leaf: jnp.stack([leaf, 2 * leaf]), make_params())
+    finals = []
+    for shared in (True, False):
+        tx = osw.switch(three_phases(), osw.never(), share_memory=shared)
+
+        @jax.vmap
+        def step(params, state, request, tx=tx):
+            state = jax.lax.cond(request, osw.request_switch, lambda s: s, state)
+            grads = jax.grad(loss)(params, jnp.float32(0))
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        params, state = batch_params, jax.vmap(tx.init)(batch_params)
+        for t in range(5):
+            params, state = step(params, state, jnp.array([t == 1, t in (2, 3)]))
+        assert jax.device_get(osw.phase(state)).tolist() == [1, 2]
+        finals.append(params)
+    chex.assert_trees_all_equal(*finals)
