@@ -22,11 +22,13 @@ Tree = TypeVar("Tree")
 
 
 def observe(opt_state: Tree, value: Any, *, axis_name: Any = None) -> Tree:
-    """Feeds one metric value to every plateau trigger inside ``opt_state``.
+    """Feeds one metric value to every metric-watching trigger in ``opt_state``.
 
-    Exactly what ``value=`` on an update does, evaluated at once: the value
-    joins the accumulator and, if that completes an observation, the plateau
-    rule runs now; a plateau reached here fires on the next update.
+    Those are :func:`on_plateau` and :func:`on_spike` triggers. This is
+    exactly what ``value=`` on an update does, evaluated at once: for a
+    plateau, the value joins the accumulator and, if that completes an
+    observation, the plateau rule runs now; a plateau (or spike) detected here
+    fires on the next update.
 
     Args:
       opt_state: any pytree holding optaxswap states.

@@ -5,17 +5,26 @@ metadata beside its array leaves, so ``osw.observe`` can advance it from the
 optimizer state alone, without the transform that created it.
 """
 
+from collections.abc import Callable
+import dataclasses
 from typing import Any, Self
 
 import jax
 from jax import lax
 import jax.numpy as jnp
+import optax
 
 from optaxswap import _triggers
 
 
 class ObservingState:
-    """Base class of trigger states that consume metric values."""
+    """Base class of trigger states that consume metric values.
+
+    Subclasses are frozen dataclasses registered as pytrees, with a bool
+    ``pending`` leaf that :func:`observing_trigger` fires on.
+    """
+
+    pending: jax.Array
 
     def observe(self, value: jax.Array) -> Self:
         """Returns the state after one metric value (a float32 scalar)."""
@@ -45,11 +54,24 @@ def metric_value(value: Any, *, axis_name: Any = None) -> jax.Array:
     return value
 
 
-def observe_value_arg(
-    state: ObservingState, context: _triggers.TriggerContext, axis_name: Any
-) -> ObservingState:
-    """Feeds the ``value=`` extra argument of an update, if one was given."""
-    value = context.extra_args.get("value")
-    if value is None:
-        return state
-    return state.observe(metric_value(value, axis_name=axis_name))
+def observing_trigger(
+    init_fn: Callable[[optax.Params], ObservingState], axis_name: Any
+) -> _triggers.Trigger:
+    """A trigger that observes ``value=`` (if given) and fires on ``pending``.
+
+    The state's ``pending`` flag records a condition met by any observation
+    since the last update, from ``value=`` or from ``osw.observe``; the update
+    fires on it and clears it, so several between two updates fire once.
+    """
+
+    def update_fn(
+        state: ObservingState, context: _triggers.TriggerContext
+    ) -> tuple[jax.Array, ObservingState]:
+        value = context.extra_args.get("value")
+        if value is not None:
+            state = state.observe(metric_value(value, axis_name=axis_name))
+        return state.pending, dataclasses.replace(
+            state, pending=jnp.zeros((), jnp.bool_)
+        )
+
+    return _triggers.Trigger(init_fn, update_fn)

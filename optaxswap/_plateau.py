@@ -163,8 +163,8 @@ def on_plateau(
     config = PlateauConfig(
         patience=_validation.check_int("patience", patience, minimum=1),
         cooldown=_validation.check_int("cooldown", cooldown, minimum=0),
-        rtol=_validation.check_nonnegative_float("rtol", rtol),
-        atol=_validation.check_nonnegative_float("atol", atol),
+        rtol=_validation.check_real("rtol", rtol, low=0.0),
+        atol=_validation.check_real("atol", atol, low=0.0),
         mode=_validation.check_choice("mode", mode, ("min", "max")),
         accumulation_size=_validation.check_int(
             "accumulation_size", accumulation_size, minimum=1
@@ -184,12 +184,4 @@ def on_plateau(
             config=config,
         )
 
-    def update_fn(
-        state: PlateauState, context: _triggers.TriggerContext
-    ) -> tuple[jax.Array, PlateauState]:
-        state = _observing.observe_value_arg(state, context, axis_name)
-        return state.pending, dataclasses.replace(
-            state, pending=jnp.zeros((), jnp.bool_)
-        )
-
-    return _triggers.Trigger(init_fn, update_fn)
+    return _observing.observing_trigger(init_fn, axis_name)

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxswap import _hyperparams
 from optaxswap import _observing
 from optaxswap import _triggers
 from optaxswap import _validation
@@ -126,7 +125,7 @@ def on_spike(
       >>> fired
       [False, False, False, False, True, False]
     """
-    factor = _hyperparams.check_real("factor", factor, low=1.0)
+    factor = _validation.check_real("factor", factor, low=1.0)
     window = _validation.check_int("window", window, minimum=1)
     warmup = (
         window if warmup is None else _validation.check_int("warmup", warmup, minimum=1)
@@ -142,12 +141,4 @@ def on_spike(
             config=config,
         )
 
-    def update_fn(
-        state: SpikeState, context: _triggers.TriggerContext
-    ) -> tuple[jax.Array, SpikeState]:
-        state = _observing.observe_value_arg(state, context, axis_name)
-        return state.pending, dataclasses.replace(
-            state, pending=jnp.zeros((), jnp.bool_)
-        )
-
-    return _triggers.Trigger(init_fn, update_fn)
+    return _observing.observing_trigger(init_fn, axis_name)

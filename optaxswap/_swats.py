@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxswap import _hyperparams
 from optaxswap import _switch
 from optaxswap import _triggers
+from optaxswap import _validation
 from optaxswap import handoff as _handoff
 
 
@@ -175,9 +175,9 @@ def swats(
       Keskar and Socher, `Improving Generalization Performance by Switching
       from Adam to SGD <https://arxiv.org/abs/1712.07628>`_, 2017.
     """
-    learning_rate = _hyperparams.check_learning_rate(learning_rate)
-    b1, b2, eps = _hyperparams.check_decays(b1, b2, eps)
-    switch_eps = _hyperparams.check_real(
+    learning_rate = _validation.check_learning_rate(learning_rate)
+    b1, b2, eps = _validation.check_decays(b1, b2, eps)
+    switch_eps = _validation.check_real(
         "switch_eps", switch_eps, low=0.0, low_open=True
     )
 

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxswap import _hyperparams
 from optaxswap import _resettable
 from optaxswap import _triggers
 from optaxswap import _validation
@@ -216,12 +215,12 @@ def spam(
       Huang et al., `SPAM: Spike-Aware Adam with Momentum Reset for Stable LLM
       Training <https://arxiv.org/abs/2501.06842>`_, ICLR 2025.
     """
-    learning_rate = _hyperparams.check_learning_rate(learning_rate)
-    b1, b2, eps = _hyperparams.check_decays(b1, b2, eps)
+    learning_rate = _validation.check_learning_rate(learning_rate)
+    b1, b2, eps = _validation.check_decays(b1, b2, eps)
     interval = _validation.check_int("interval", interval, minimum=1)
     warmup = _validation.check_int("warmup", warmup, minimum=0)
     if threshold is not None:
-        threshold = _hyperparams.check_real(
+        threshold = _validation.check_real(
             "threshold", threshold, low=0.0, low_open=True
         )
     clip_delay = _validation.check_int("clip_delay", clip_delay, minimum=0)
@@ -296,8 +295,8 @@ def adam_rel(
       Relative Adam Timesteps <https://arxiv.org/abs/2412.17113>`_, NeurIPS
       2024.
     """
-    learning_rate = _hyperparams.check_learning_rate(learning_rate)
-    b1, b2, eps = _hyperparams.check_decays(b1, b2, eps)
+    learning_rate = _validation.check_learning_rate(learning_rate)
+    b1, b2, eps = _validation.check_decays(b1, b2, eps)
     trigger = _check_trigger(trigger)
     return optax.chain(
         _resettable.resettable(
