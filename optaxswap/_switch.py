@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import optax
 
 from optaxswap import _engine
+from optaxswap import _observing
 from optaxswap import _plateau
+from optaxswap import _resettable
 from optaxswap import _slots
 from optaxswap import _triggers
 from optaxswap import _validation
@@ -69,7 +71,9 @@ def switch(
         the largest phase only (Adam then SGD with momentum: two
         parameter-sized buffers, not three). The results are the same; the
         price is that an inactive phase's state is overwritten, and
-        ``state.inner_states`` is no longer a tuple of per-phase states.
+        ``state.inner_states`` is no longer a tuple of per-phase states. A
+        combinator or plateau/spike trigger nested inside a phase keeps its
+        own buffers, so the host-side helpers still find it.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`SwitchState`.
@@ -122,7 +126,11 @@ def switch(
             phase=jnp.zeros((), jnp.int32),
             requested=jnp.zeros((), jnp.bool_),
             trigger_state=trigger.init(params),
-            inner_states=_slots.share(inner_states) if share_memory else inner_states,
+            inner_states=(
+                _slots.share(inner_states, keep=_is_steered)
+                if share_memory
+                else inner_states
+            ),
         )
 
     def update_fn(
@@ -196,6 +204,13 @@ def switch(
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _is_steered(node: Any) -> bool:
+    """A nested state that the host-side helpers find and rewrite."""
+    return isinstance(
+        node, SwitchState | _resettable.ResettableState | _observing.ObservingState
+    )
 
 
 def phase_state(state: SwitchState, index: int) -> optax.OptState:
