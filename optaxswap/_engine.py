@@ -66,9 +66,10 @@ def cast_like(tree: Any, like: Any) -> Any:
 
     Both branches of a ``lax.cond`` must agree on every dtype, and a fresh
     ``init`` can produce weak types or another float width than the state it
-    replaces; casting keeps the state's types fixed for the whole run.
+    replaces; casting keeps the state's types fixed for the whole run. Python
+    scalars (say, from a hand-off function) become arrays of ``like``'s dtype.
     """
-    return optax.tree.cast_like(tree, like)
+    return jax.tree.map(lambda leaf, ref: jnp.asarray(leaf, ref.dtype), tree, like)
 
 
 def _unchanged(state: State) -> State:

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optaxswap import _engine
+
 
 @dataclasses.dataclass(frozen=True)
 class SlotLayout:
@@ -79,9 +81,9 @@ class SharedStates:
             if slot is None:
                 kept.append(leaf)
             else:
-                slots[slot] = jnp.asarray(leaf).astype(slots[slot].dtype)
+                slots[slot] = jnp.asarray(leaf, slots[slot].dtype)
         all_kept = list(self.kept)
-        all_kept[index] = tuple(optax.tree.cast_like(kept, list(self.kept[index])))
+        all_kept[index] = _engine.cast_like(tuple(kept), self.kept[index])
         return dataclasses.replace(self, slots=tuple(slots), kept=tuple(all_kept))
 
 
