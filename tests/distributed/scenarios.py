@@ -101,56 +101,17 @@ def check_replicas_agree(values: np.ndarray, phases: np.ndarray) -> None:
     assert len(expected) == num_updates
 
 
-def pmap_value_argument() -> None:
-    """``value=`` under pmap: pmean-ed by the trigger's axis_name."""
-    num_devices = jax.device_count()
-    values = replica_values(num_devices)
-    tx = osw.switch_on_plateau(
-        [optax.adam(0.02), optax.sgd(0.02, momentum=0.9)],
-        patience=2,
-        axis_name="batch",
-    )
+def run_replicated(train_step, tx, values):
+    """Runs ``train_step`` under pmap, replica ``r`` fed ``values[r, t]``.
+
+    Checks after every update that all replicas hold the phase the plateau
+    rule gives for the replicas' mean metric; returns the final params and
+    state.
+    """
+    num_devices = values.shape[0]
     inputs, targets = make_batch(8 * num_devices)
     inputs = inputs.reshape(num_devices, 8, NUM_FEATURES)
     targets = targets.reshape(num_devices, 8)
-
-    def train_step(params, opt_state, inputs, targets, value):
-        grads = jax.grad(loss_fn)(params, inputs, targets)
-        grads = jax.lax.pmean(grads, "batch")
-        updates, opt_state = tx.update(grads, opt_state, params, value=value)
-        return optax.apply_updates(params, updates), opt_state
-
-    train_step = jax.pmap(train_step, axis_name="batch")
-    params = make_params()
-    replicated = jax.tree.map(lambda x: jnp.stack([x] * num_devices), params)
-    opt_state = jax.pmap(tx.init)(replicated)
-    phases = []
-    for t in range(values.shape[1]):
-        replicated, opt_state = jax.block_until_ready(
-            train_step(replicated, opt_state, inputs, targets, values[:, t])
-        )
-        phases.append(np.asarray(osw.phase(opt_state)))
-    check_replicas_agree(values, np.stack(phases))
-    for leaf in jax.tree.leaves((replicated, opt_state)):
-        leaf = np.asarray(leaf)
-        np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
-
-
-def pmap_observe() -> None:
-    """``osw.observe(..., axis_name=)`` under pmap, between updates."""
-    num_devices = jax.device_count()
-    values = replica_values(num_devices)
-    tx = osw.switch_on_plateau([optax.adam(0.02), optax.sgd(0.02)], patience=2)
-    inputs, targets = make_batch(8 * num_devices)
-    inputs = inputs.reshape(num_devices, 8, NUM_FEATURES)
-    targets = targets.reshape(num_devices, 8)
-
-    def train_step(params, opt_state, inputs, targets, val_loss):
-        opt_state = osw.observe(opt_state, val_loss, axis_name="batch")
-        grads = jax.lax.pmean(jax.grad(loss_fn)(params, inputs, targets), "batch")
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
     train_step = jax.pmap(train_step, axis_name="batch")
     replicated = jax.tree.map(lambda x: jnp.stack([x] * num_devices), make_params())
     opt_state = jax.pmap(tx.init)(replicated)
@@ -161,6 +122,44 @@ def pmap_observe() -> None:
         )
         phases.append(np.asarray(osw.phase(opt_state)))
     check_replicas_agree(values, np.stack(phases))
+    return replicated, opt_state
+
+
+def pmap_value_argument() -> None:
+    """``value=`` under pmap: pmean-ed by the trigger's axis_name."""
+    num_devices = jax.device_count()
+    values = replica_values(num_devices)
+    tx = osw.switch_on_plateau(
+        [optax.adam(0.02), optax.sgd(0.02, momentum=0.9)],
+        patience=2,
+        axis_name="batch",
+    )
+
+    def train_step(params, opt_state, inputs, targets, value):
+        grads = jax.grad(loss_fn)(params, inputs, targets)
+        grads = jax.lax.pmean(grads, "batch")
+        updates, opt_state = tx.update(grads, opt_state, params, value=value)
+        return optax.apply_updates(params, updates), opt_state
+
+    replicated, opt_state = run_replicated(train_step, tx, values)
+    for leaf in jax.tree.leaves((replicated, opt_state)):
+        leaf = np.asarray(leaf)
+        np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
+
+
+def pmap_observe() -> None:
+    """``osw.observe(..., axis_name=)`` under pmap, between updates."""
+    num_devices = jax.device_count()
+    values = replica_values(num_devices)
+    tx = osw.switch_on_plateau([optax.adam(0.02), optax.sgd(0.02)], patience=2)
+
+    def train_step(params, opt_state, inputs, targets, val_loss):
+        opt_state = osw.observe(opt_state, val_loss, axis_name="batch")
+        grads = jax.lax.pmean(jax.grad(loss_fn)(params, inputs, targets), "batch")
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    run_replicated(train_step, tx, values)
 
 
 def shard_map_value_argument() -> None:
