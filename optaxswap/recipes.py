@@ -15,7 +15,7 @@ The two RL recipes fire, by default, on each update called with
 :func:`optaxswap.request_reset` works as for any ``resettable``.
 """
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,12 +40,9 @@ def _target_synced() -> _triggers.Trigger:
     return _triggers.when(synced)
 
 
-def _check_trigger(trigger: Any) -> _triggers.Trigger:
-    if trigger is None:
-        return _target_synced()
-    if not isinstance(trigger, _triggers.Trigger):
-        raise TypeError(f"trigger must be a Trigger or None, got {trigger!r}.")
-    return trigger
+def _or_target_synced(trigger: _triggers.Trigger | None) -> _triggers.Trigger:
+    # resettable checks the type; None here means the loop's sync signal.
+    return _target_synced() if trigger is None else trigger
 
 
 class ScaleBySpamState(NamedTuple):
@@ -297,10 +294,11 @@ def adam_rel(
     """
     learning_rate = _validation.check_learning_rate(learning_rate)
     b1, b2, eps = _validation.check_decays(b1, b2, eps)
-    trigger = _check_trigger(trigger)
     return optax.chain(
         _resettable.resettable(
-            optax.scale_by_adam(b1=b1, b2=b2, eps=eps), trigger, fields=("count",)
+            optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+            _or_target_synced(trigger),
+            fields=("count",),
         ),
         optax.scale_by_learning_rate(learning_rate),
     )
@@ -349,4 +347,4 @@ def target_sync_reset(
       Asadi et al., `Resetting the Optimizer in Deep RL: An Empirical Study
       <https://arxiv.org/abs/2306.17833>`_, NeurIPS 2023.
     """
-    return _resettable.resettable(inner, _check_trigger(trigger))
+    return _resettable.resettable(inner, _or_target_synced(trigger))
