@@ -41,7 +41,9 @@ def branchfree_switch(
             count=jnp.zeros((), jnp.int32),
             phase=jnp.zeros((), jnp.int32),
             requested=jnp.zeros((), jnp.bool_),
-            inner_states=_slots.share([tx.init(params) for tx in transforms]),
+            inner_states=_slots.share(
+                [tx.init(params) for tx in transforms], keep=lambda node: False
+            ),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -67,7 +69,7 @@ def branchfree_switch(
             )
             written = shared.with_phase_state(index, inner_state).slots
             active = phase == index
-            for slot in set(shared.layout.slot_indices[index]):
+            for slot in set(shared.layout.slot_indices[index]) - {None}:
                 slots[slot] = jnp.where(active, written[slot], slots[slot])
             new_updates = optax.tree.cast_like(new_updates, updates)
             selected = (
@@ -83,7 +85,7 @@ def branchfree_switch(
             count=optax.safe_increment(state.count),
             phase=phase,
             requested=jnp.zeros((), jnp.bool_),
-            inner_states=_slots.SharedStates(tuple(slots), shared.layout),
+            inner_states=_slots.SharedStates(tuple(slots), shared.kept, shared.layout),
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -13,8 +13,10 @@ VARIANTS = [
     "switch_shared",
     "resettable",
     "resettable_fields",
+    "carrying_others",
     "naive_switch",
     "branchfree_shared",
+    "unforwarded_switch",
 ]
 INNERS = ["adam", "sgdm", "clip_adamw"]
 
@@ -31,34 +33,61 @@ def _mib(num_bytes):
     return f"{num_bytes / 2**20:.2f}"
 
 
+# Below this size a step measures the fixed cost of a call, not the targets'.
+TARGET_SIZE = 1_000_000
+
+
+def _measured_size(results, view):
+    """The smallest size of ``view`` the targets are read at (1M and up)."""
+    sizes = [row["size"] for row in results["steps"] if row["view"] == view]
+    large = [size for size in sizes if size >= TARGET_SIZE]
+    return min(large or sizes, default=None)
+
+
+def _target_rows(results):
+    """The rows at the targets' sizes (all rows of a ``--quick`` run)."""
+    steps = results["steps"]
+    return [row for row in steps if row["size"] >= TARGET_SIZE] or steps
+
+
+def _variant_table(results, caption, size, view, cell) -> list[str]:
+    """A variants-by-inners table: ``cell(row, bare_row)`` formats a cell."""
+    lines = [
+        caption,
+        "",
+        "| variant | " + " | ".join(INNERS) + " |",
+        "| --- |" + " --- |" * len(INNERS),
+    ]
+    for variant in ["bare", *VARIANTS]:
+        cells = []
+        for inner in INNERS:
+            found = _rows(results, size=size, view=view, inner=inner)
+            bare = [row for row in found if row["variant"] == "bare"]
+            row = [row for row in found if row["variant"] == variant]
+            cells.append(cell(row[0], bare[0]) if row and bare else "")
+        if any(cells):
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _ratio_cell(row, bare) -> str:
+    if row is bare:
+        return f"{row['ms']:.2f} ms"
+    low, high = row["ratio_ci95"]
+    return f"{row['ratio']:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def step_tables(results) -> list[str]:
     lines = []
-    groups = dict.fromkeys((row["size"], row["view"]) for row in results["steps"])
+    groups = dict.fromkeys((row["size"], row["view"]) for row in _target_rows(results))
     for size, view in groups:
-        lines += [
+        caption = (
             f"**{view}**, {size / 1e6:.1f}M parameters: median step-time ratio"
-            " to the bare inner [interquartile range over rounds]; bare step time",
-            "",
-            "| variant | " + " | ".join(INNERS) + " |",
-            "| --- |" + " --- |" * len(INNERS),
-        ]
-        for variant in ["bare", *VARIANTS]:
-            cells = []
-            for inner in INNERS:
-                found = _rows(
-                    results, size=size, view=view, inner=inner, variant=variant
-                )
-                if not found:
-                    cells.append("")
-                elif variant == "bare":
-                    cells.append(f"{found[0]['ms']:.2f} ms")
-                else:
-                    row = found[0]
-                    spread = f"[{row['ratio_q1']:.2f}, {row['ratio_q3']:.2f}]"
-                    cells.append(f"{row['ratio']:.2f} {spread}")
-            if any(cells):
-                lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-        lines.append("")
+            " to the bare inner [95% bootstrap interval of the median]; bare"
+            " step time"
+        )
+        lines += _variant_table(results, caption, size, view, _ratio_cell)
     return lines
 
 
@@ -74,14 +103,11 @@ def memory_table(results) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     views = ("update", "apply", "train")
-    smallest = {
-        view: min(row["size"] for row in results["steps"] if row["view"] == view)
-        for view in views
-    }
+    size = {view: _measured_size(results, view) for view in views}
     for variant in ["bare", *VARIANTS]:
         by_view = {
             view: _rows(
-                results, size=smallest[view], view=view, inner="adam", variant=variant
+                results, size=size[view], view=view, inner="adam", variant=variant
             )
             for view in views
         }
@@ -106,6 +132,46 @@ def memory_table(results) -> list[str]:
     return lines
 
 
+def two_phase_memory_table(results) -> list[str]:
+    """Temporary MiB of a two-phase switch's step next to its bare phases'."""
+    rows = results.get("memory", [])
+    if not rows:
+        return []
+    cases = list(dict.fromkeys(row["case"] for row in rows))
+    views = list(dict.fromkeys(row["view"] for row in rows))
+    size = rows[0]["size"]
+    lines = [
+        f"Temporary MiB of the compiled step, {size / 1e6:.1f}M parameters: a"
+        " two-phase switch whose phases have no temporaries of their own, next"
+        " to its bare phases",
+        "",
+        "| view | " + " | ".join(f"`{case}`" for case in cases) + " |",
+        "| --- |" + " --- |" * len(cases),
+    ]
+    for view in views:
+        cells = []
+        for case in cases:
+            found = [r for r in rows if r["view"] == view and r["case"] == case]
+            cells.append(_mib(found[0]["temp_bytes"]) if found else "")
+        lines.append(f"| {view} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _two_phase_temp_over_bare(results) -> str:
+    rows = results.get("memory", [])
+    cells = []
+    for view in dict.fromkeys(row["view"] for row in rows):
+        temp = {row["case"]: row["temp_bytes"] for row in rows if row["view"] == view}
+        bare = max(temp["adam"], temp["sgdm"])
+        extra = temp["switch_at(adam, sgdm)"] - bare
+        if bare >= 2**20:
+            cells.append(f"{view}: {extra / bare:+.1%}")
+        else:  # A percentage of (almost) nothing says nothing.
+            cells.append(f"{view}: {extra:+,} B over {bare:,} B")
+    return ", ".join(cells) or "not measured"
+
+
 def faults_table(results) -> list[str]:
     """Minor page faults per step: fresh temporary pages from the OS."""
     lines = [
@@ -114,7 +180,7 @@ def faults_table(results) -> list[str]:
         "| view | params | bare | switch_at | switch_shared |",
         "| --- | --- | --- | --- | --- |",
     ]
-    groups = dict.fromkeys((row["view"], row["size"]) for row in results["steps"])
+    groups = dict.fromkeys((row["view"], row["size"]) for row in _target_rows(results))
     for view, size in groups:
         cells = []
         for variant in ("bare", "switch_at", "switch_shared"):
@@ -123,6 +189,30 @@ def faults_table(results) -> list[str]:
         lines.append(f"| {view} | {size / 1e6:.1f}M | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
+
+
+def _extra_cell(row, bare) -> str:
+    if row is bare:
+        return f"{1e3 * row['ms']:.0f} us"
+    return f"{1e3 * (row['ms'] - bare['ms']):+.0f} us"
+
+
+def fixed_cost_table(results) -> list[str]:
+    """What a variant adds to every step, in microseconds, at a tiny size."""
+    sizes = [
+        row["size"]
+        for row in results["steps"]
+        if row["view"] == "update" and row["size"] < TARGET_SIZE
+    ]
+    if not sizes:
+        return []
+    size = min(sizes)
+    caption = (
+        f"Fixed cost per step: update view, {size / 1e3:.0f}K parameters, where"
+        " a step is mostly the cost of the call; microseconds per step of the"
+        " bare inner, and what each variant adds to it (median over rounds)"
+    )
+    return _variant_table(results, caption, size, "update", _extra_cell)
 
 
 def firing_table(results) -> list[str]:
@@ -156,11 +246,11 @@ def firing_table(results) -> list[str]:
 
 def targets_table(results) -> list[str]:
     """The issue's targets next to the measured figures (never asserted)."""
-    steps = results["steps"]
+    steps = [row for row in results["steps"] if row["size"] >= TARGET_SIZE]
     switches = ["switch_at", "switch_on_plateau", "switch_shared"]
     resets = ["resettable", "resettable_fields"]
 
-    def worst(view, variants):
+    def worst(view, variants, goal=None):
         rows = [r for r in steps if r["view"] == view and r["variant"] in variants]
         if not rows:
             return "not measured"
@@ -168,7 +258,12 @@ def targets_table(results) -> list[str]:
         for size in sorted({r["size"] for r in rows}):
             ratio = max(r["ratio"] for r in rows if r["size"] == size)
             cells.append(f"{size / 1e6:.0f}M: {ratio:.2f}")
-        return ", ".join(cells)
+        summary = ", ".join(cells)
+        if goal is not None:
+            # A cell is missed only when its whole interval is above the goal.
+            above = sum(r["ratio_ci95"][0] > goal for r in rows)
+            summary += f"; interval above {goal}: {above} of {len(rows)} cells"
+        return summary
 
     def temp_over_bare(view):
         cells = []
@@ -192,11 +287,14 @@ def targets_table(results) -> list[str]:
         "",
         "| target | goal | measured |",
         "| --- | --- | --- |",
-        f"| update view, switches | <= 1.03 | {worst('update', switches)} |",
-        f"| update view, resettable | <= 1.03 | {worst('update', resets)} |",
-        f"| apply view, switches | floor ~1.3 (Adam) | {worst('apply', switches)} |",
-        f"| train view, switches | <= 1.02 | {worst('train', switches)} |",
+        f"| update view, switches | <= 1.03 | {worst('update', switches, 1.03)} |",
+        f"| update view, resettable | <= 1.03 | {worst('update', resets, 1.03)} |",
+        "| apply view, switches | the floor: 1.2 (Adam), 1.33 (SGD-m)"
+        f" | {worst('apply', switches)} |",
+        f"| train view, switches | <= 1.02 | {worst('train', switches, 1.02)} |",
         f"| firing step / (bare step + init) | <= 1 | {firing} |",
+        "| temp bytes of `switch_at(adam, sgdm)`'s step over its bare"
+        f" phases' | <= +1% | {_two_phase_temp_over_bare(results)} |",
         "| temp bytes of a switch's step over the largest bare phase's"
         f" (train view) | <= +1% | {temp_over_bare('train')} |",
         "| temp bytes of a switch's step over the largest bare phase's"
@@ -220,7 +318,9 @@ def main(argv=None) -> None:
     tables = (
         targets_table(results)
         + step_tables(results)
+        + fixed_cost_table(results)
         + memory_table(results)
+        + two_phase_memory_table(results)
         + faults_table(results)
         + firing_table(results)
     )

@@ -6,9 +6,11 @@ and writes ``benchmarks/results/<backend>-<machine>.json``.
 
 Every case is jitted with the params and the optimizer state donated, and
 measured side by side with the bare inner optimizer in one process: each
-round runs a few steps of every variant of a group in turn (one step each, in
-rotated order), the ratio of the round is a variant's median step time over
-the bare inner's, and the reported ratio is the median over rounds. Three views:
+round runs every variant of a group in turn (in rotated order) for a few
+steps back to back, as a training loop does (dispatching a step while the
+previous one runs, waiting only at the end), the ratio of the round is a
+variant's time per step over the bare inner's, and the reported ratio is the
+median over rounds. Three views:
 
 - ``update``: ``tx.update`` alone (both sides write the updates out; the
   gradients are donated, as the intermediate they are in a train step);
@@ -44,6 +46,7 @@ if __package__ in (None, ""):
 
 from benchmarks import _branchfree
 from benchmarks import _naive
+from benchmarks import _unforwarded
 import optaxswap as osw
 
 # Far beyond any benchmark's step count: the triggers never fire on their own.
@@ -61,6 +64,26 @@ INNERS: dict[str, Callable[[], optax.GradientTransformation]] = {
 TRAIN_BATCH = 128
 # The fields SPAM-style partial resets clear in each inner's state.
 RESET_FIELDS = {"adam": ("mu", "nu"), "sgdm": ("trace",), "clip_adamw": ("mu", "nu")}
+
+
+def carrying_others(
+    inner: str, phases: list[str]
+) -> optax.GradientTransformationExtraArgs:
+    """The bare ``inner``, carrying the other phases' states through the step
+    untouched: no conditional, no trigger, only the extra buffers of a
+    switch's state, to price what passing them in and out of a call costs."""
+    tx = INNERS[inner]()
+    others = [INNERS[name]() for name in phases if name != inner]
+
+    def init_fn(params):
+        return tx.init(params), tuple(other.init(params) for other in others)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        updates, inner_state = tx.update(updates, state[0], params)
+        return updates, (inner_state, state[1])
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @dataclasses.dataclass
@@ -93,6 +116,10 @@ def variants_for(inner: str, names: list[str]) -> dict[str, Variant]:
         "branchfree_shared": lambda: Variant(
             _branchfree.branchfree_switch(all_inners, boundaries), phase
         ),
+        "unforwarded_switch": lambda: Variant(
+            _unforwarded.unforwarded_switch(all_inners, boundaries), phase
+        ),
+        "carrying_others": lambda: Variant(carrying_others(inner, phases)),
         "resettable": lambda: Variant(
             osw.resettable(INNERS[inner](), osw.every(NEVER))
         ),
@@ -220,7 +247,8 @@ class Runner:
         memory = self.compiled.memory_analysis()
         self.temp_bytes = int(memory.temp_size_in_bytes) if memory else None
         self.state_bytes = tree_bytes(state)
-        self.minor_faults: list[int] = []
+        self.minor_faults: list[float] = []
+        self.host_share: list[float] = []
         for _ in range(variant.phase):
             # Enter the measured phase through the real path: a requested switch.
             self.state = self.state._replace(requested=jnp.ones((), jnp.bool_))
@@ -228,52 +256,88 @@ class Runner:
         for _ in range(2):
             self.step()
 
-    def _args(self):
+    def _args(self, grads=None):
         if self.view == "update":
-            return self.state, self.fresh_grads(), self.params, self.value
+            # The update view donates the gradients: every step needs its own.
+            grads = self.fresh_grads() if grads is None else grads
+            return self.state, grads, self.params, self.value
         return self.params, self.state, self.data, self.value
 
     def fresh_grads(self):
+        """A fresh copy of the gradients, for a step that donates them."""
+        if self.view != "update":
+            return None
         return jax.block_until_ready(_copy_tree(self.data))
 
-    def step(self) -> float:
-        """Runs one step; returns its wall time in seconds (inputs excluded)."""
-        args = self._args()
+    def step(self) -> None:
+        """Runs one step and waits for it."""
+        self._take(jax.block_until_ready(self.compiled(*self._args())))
+
+    def run(self, steps: int) -> float:
+        """Runs ``steps`` steps back to back, as a training loop does, and
+        returns the wall time per step (inputs prepared beforehand)."""
+        grads = [self.fresh_grads() for _ in range(steps)]
+        jax.block_until_ready((self.params, self.state))
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
-        out = jax.block_until_ready(self.compiled(*args))
+        in_calls = 0.0
+        for index in range(steps):
+            args = self._args(grads[index])
+            call = time.perf_counter()
+            # Dispatch only: the next step is queued while this one runs.
+            out = self.compiled(*args)
+            in_calls += time.perf_counter() - call
+            self._take(out)
+        jax.block_until_ready((self.params, self.state))
         elapsed = time.perf_counter() - start
         # Page faults: on CPU, a step's temporary buffers may come as fresh
         # pages from the OS on every call, which costs more than their bytes.
-        self.minor_faults.append(
-            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-        )
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        self.minor_faults.append(faults / steps)
+        # The host's share: a call that returns only once the step has (all
+        # but) run means the host waited for the device, for instance on a
+        # conditional's predicate, and cannot queue the next step meanwhile.
+        self.host_share.append(in_calls / elapsed)
+        return elapsed / steps
+
+    def _take(self, out) -> None:
         if self.view == "update":
             self.state = out[0]
         else:
             self.params, self.state = out[0], out[1]
-        return elapsed
 
 
 def _copy_tree(tree: Any) -> Any:
     return jax.tree.map(lambda leaf: jnp.array(leaf, copy=True), tree)
 
 
+def median_interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
+    """A bootstrap interval of the median of ``samples`` (seeded: reproducible).
+
+    A machine's noise moves every round's ratio; this says how far the median
+    over the rounds can be trusted, so that a target is read as met, missed,
+    or not resolved by this machine.
+    """
+    rng = np.random.default_rng(0)
+    resampled = rng.choice(samples, size=(2000, len(samples)), replace=True)
+    medians = np.median(resampled, axis=1)
+    tail = (1 - level) / 2
+    return [float(np.quantile(medians, tail)), float(np.quantile(medians, 1 - tail))]
+
+
 def interleaved(runners: dict[str, Runner], rounds: int, iters: int):
-    """Median step time and median per-round ratio to ``runners["bare"]``."""
+    """Median step time and median per-round ratio to ``runners["bare"]``.
+
+    A round runs ``iters`` steps of every variant in turn, in an order rotated
+    from round to round; many short rounds make a burst of load from
+    elsewhere on the machine fall on every variant alike.
+    """
     names = list(runners)
     times = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
-        order = names[shift:] + names[:shift]
-        # Step by step in turn, so that a burst of load from elsewhere on the
-        # machine falls on every variant of the round alike.
-        round_times = {name: [] for name in names}
-        for _ in range(iters):
-            for name in order:
-                round_times[name].append(runners[name].step())
-        for name in names:
-            times[name].append(statistics.median(round_times[name]))
+        for name in names[shift:] + names[:shift]:
+            times[name].append(runners[name].run(iters))
     bare = np.array(times["bare"])
     results = {}
     for name in names:
@@ -283,6 +347,7 @@ def interleaved(runners: dict[str, Runner], rounds: int, iters: int):
             ratio=float(np.median(ratios)),
             ratio_q1=float(np.quantile(ratios, 0.25)),
             ratio_q3=float(np.quantile(ratios, 0.75)),
+            ratio_ci95=median_interval(ratios),
         )
     return results
 
@@ -291,16 +356,7 @@ def measure_steps(plan, rounds, iters, log) -> list[dict]:
     rows = []
     for size, view, names, inners in plan:
         for inner in inners:
-            params = mlp_params(size) if view == "train" else flat_params(size)
-            if view == "train":
-                width = params["w1"].shape[0]
-                keys = jax.random.split(jax.random.key(1))
-                data = (
-                    jax.random.normal(keys[0], (TRAIN_BATCH, width)),
-                    jax.random.randint(keys[1], (TRAIN_BATCH,), 0, 10),
-                )
-            else:
-                data = jax.tree.map(lambda p: p * 1e-3, params)
+            params, data = problem(view, size)
             runners = {
                 name: Runner(view, variant, params, data)
                 for name, variant in variants_for(inner, names).items()
@@ -321,10 +377,58 @@ def measure_steps(plan, rounds, iters, log) -> list[dict]:
                     copies=runner.copies,
                     entry_copy_bytes=runner.entry_copy_bytes,
                     minor_faults_per_step=statistics.median(runner.minor_faults),
+                    host_share=statistics.median(runner.host_share),
                 )
                 rows.append(row)
                 log(row)
             del runners
+    return rows
+
+
+def problem(view: str, size: int):
+    """The params of a view's problem, and its data (a batch, or gradients)."""
+    if view != "train":
+        params = flat_params(size)
+        return params, jax.tree.map(lambda p: p * 1e-3, params)
+    params = mlp_params(size)
+    width = params["w1"].shape[0]
+    keys = jax.random.split(jax.random.key(1))
+    batch = (
+        jax.random.normal(keys[0], (TRAIN_BATCH, width)),
+        jax.random.randint(keys[1], (TRAIN_BATCH,), 0, 10),
+    )
+    return params, batch
+
+
+def measure_memory(size: int) -> list[dict]:
+    """The compiled step's temporary bytes of a two-phase switch (Adam, then
+    SGD with momentum, neither with temporaries of its own) and of the bare
+    phases, in every view: what a switch adds, apart from its phases'."""
+    adam, sgdm = INNERS["adam"], INNERS["sgdm"]
+    cases = {
+        "adam": lambda: adam(),
+        "sgdm": lambda: sgdm(),
+        "switch_at(adam, sgdm)": lambda: osw.switch_at([adam(), sgdm()], [NEVER]),
+        "switch_at(adam, sgdm, share_memory=True)": lambda: osw.switch_at(
+            [adam(), sgdm()], [NEVER], share_memory=True
+        ),
+        "resettable(adam)": lambda: osw.resettable(adam(), osw.every(NEVER)),
+    }
+    rows = []
+    for view in ("update", "apply", "train"):
+        params, data = problem(view, size)
+        for case, make in cases.items():
+            runner = Runner(view, Variant(make()), params, data)
+            rows.append(
+                dict(
+                    size=tree_bytes(params) // 4,
+                    view=view,
+                    case=case,
+                    temp_bytes=runner.temp_bytes,
+                    entry_copy_bytes=runner.entry_copy_bytes,
+                    state_bytes=runner.state_bytes,
+                )
+            )
     return rows
 
 
@@ -509,12 +613,20 @@ def main(argv: list[str] | None = None) -> dict:
         "resettable",
         "resettable_fields",
     ]
-    main_variants = ["switch_at", "switch_shared", "naive_switch", "resettable"]
+    # Other designs of a switch, kept in benchmarks/ for comparison.
+    designs = ["switch_at", "switch_shared", "naive_switch"]
+    designs += ["branchfree_shared", "unforwarded_switch"]
     every_inner = list(INNERS)
+    small = 20_000
     if args.quick:
-        small = 20_000
         plan = [
-            (small, "update", main_variants, ["adam"]),
+            # Every variant once, so that a broken baseline fails the smoke test.
+            (
+                small,
+                "update",
+                [*all_variants, *designs[3:], "carrying_others"],
+                ["adam"],
+            ),
             (small, "apply", ["switch_at"], ["adam"]),
             (small, "train", ["switch_at"], ["adam"]),
         ]
@@ -524,9 +636,11 @@ def main(argv: list[str] | None = None) -> dict:
         m = 1_000_000
         # The update view isolates the wrapper's own cost, so it gets every
         # variant; the apply and train views then show the designs that differ.
-        designs = ["switch_at", "switch_shared", "naive_switch", "branchfree_shared"]
         plan = [
-            (m, "update", all_variants, every_inner),
+            # So small that the step is the fixed cost of a call: what the
+            # wrapper adds per step, in microseconds, whatever the model.
+            (small, "update", [*all_variants, "carrying_others"], every_inner),
+            (m, "update", [*all_variants, *designs[3:]], every_inner),
             (m, "apply", [*designs, "resettable"], every_inner),
             (m, "train", designs, every_inner),
             (10 * m, "update", ["switch_at", "switch_shared"], every_inner),
@@ -534,27 +648,30 @@ def main(argv: list[str] | None = None) -> dict:
             (50 * m, "update", ["switch_at", "switch_shared"], every_inner),
             (50 * m, "apply", ["switch_at", "switch_shared"], every_inner),
         ]
-        rounds = {m: 9, 10 * m: 5, 50 * m: 4}
-        iters = {m: 5, 10 * m: 3, 50 * m: 2}
+        rounds = {small: 31, m: 51, 10 * m: 11, 50 * m: 7}
+        iters = {small: 20, m: 8, 10 * m: 4, 50 * m: 3}
         firing_size, rejit_size, repeats = m, m, 7
 
     def log(row):
+        low, high = row["ratio_ci95"]
         print(
             f"  {row['view']:>6} {row['size'] / 1e6:6.2f}M {row['inner']:>10}"
             f" {row['variant']:<18} ratio {row['ratio']:.3f}"
-            f" [{row['ratio_q1']:.3f}, {row['ratio_q3']:.3f}]"
+            f" [{low:.3f}, {high:.3f}]"
             f" {row['ms']:8.2f}ms copies {row['copies']:3d}"
             f" entry-copy {row['entry_copy_bytes'] / 2**20:7.2f}MiB"
             f" temp {row['temp_bytes'] / 2**20:8.2f}MiB"
             f" state {row['state_bytes'] / 2**20:8.2f}MiB"
             f" compile {row['compile_s']:.2f}s"
-            f" faults/step {row['minor_faults_per_step']:.0f}",
+            f" faults/step {row['minor_faults_per_step']:.0f}"
+            f" in-call {row['host_share']:.0%}",
             flush=True,
         )
 
     start = time.perf_counter()
     results = dict(machine=machine(), quick=args.quick)
     results["steps"] = measure_steps(plan, rounds, iters, log)
+    results["memory"] = measure_memory(firing_size)
     results["firing"] = measure_firing(firing_size, repeats)
     for row in results["firing"]:
         print(" ", json.dumps(row))

@@ -80,6 +80,48 @@ def _skip(updates: optax.Updates, state: State) -> tuple[optax.Updates, State]:
     return updates, state
 
 
+def fire_and_enter(
+    state: State,
+    updates: optax.Updates,
+    params: optax.Params,
+    extra_args: dict[str, Any],
+    *,
+    trigger: _triggers.Trigger,
+    phases: Sequence[Phase[State]],
+    advance: Callable[[State, jax.Array], tuple[State, jax.Array]],
+) -> State:
+    """Evaluates the trigger, books the fire, re-initializes what it enters.
+
+    The first half of :func:`guarded_update`: one ``lax.cond`` per phase that
+    can be entered, each changing only that phase's part of the state.
+    """
+    context = _triggers.TriggerContext(
+        count=state.count,
+        updates=updates,
+        params=params,
+        extra_args=extra_args,
+        state=state,
+    )
+    fire, trigger_state = trigger.update(state.trigger_state, context)
+    fire = _triggers.as_fire(fire, "the trigger") | state.requested
+    state, entered = advance(state._replace(trigger_state=trigger_state), fire)
+    # Re-initializing before the inner update makes the firing update the
+    # first one of the fresh state, exactly as re-instantiating the optimizer
+    # between two steps would.
+    for index, phase in enumerate(phases):
+        if phase.enter is not None:
+            state = lax.cond(entered == index, phase.enter, _unchanged, state)
+    return state
+
+
+def finish(state: State) -> State:
+    """The state after an update: ``count`` advanced, ``requested`` cleared."""
+    return state._replace(
+        count=optax.safe_increment(state.count),
+        requested=jnp.zeros((), jnp.bool_),
+    )
+
+
 def guarded_update(
     state: State,
     updates: optax.Updates,
@@ -113,22 +155,15 @@ def guarded_update(
       cleared.
     """
     require_params(params, owner)
-    context = _triggers.TriggerContext(
-        count=state.count,
-        updates=updates,
-        params=params,
-        extra_args=extra_args,
-        state=state,
+    state = fire_and_enter(
+        state,
+        updates,
+        params,
+        extra_args,
+        trigger=trigger,
+        phases=phases,
+        advance=advance,
     )
-    fire, trigger_state = trigger.update(state.trigger_state, context)
-    fire = _triggers.as_fire(fire, "the trigger") | state.requested
-    state, entered = advance(state._replace(trigger_state=trigger_state), fire)
-    # Re-initializing before the inner update makes the firing update the
-    # first one of the fresh state, exactly as re-instantiating the optimizer
-    # between two steps would.
-    for index, phase in enumerate(phases):
-        if phase.enter is not None:
-            state = lax.cond(entered == index, phase.enter, _unchanged, state)
     if len(phases) == 1:
         updates, state = phases[0].run(updates, state)
     else:
@@ -138,7 +173,4 @@ def guarded_update(
         active = active_phase(state)
         for index, phase in enumerate(phases):
             updates, state = lax.cond(active == index, phase.run, _skip, updates, state)
-    return updates, state._replace(
-        count=optax.safe_increment(state.count),
-        requested=jnp.zeros((), jnp.bool_),
-    )
+    return updates, finish(state)

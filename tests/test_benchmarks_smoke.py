@@ -38,3 +38,14 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
         "switch(adam, sgdm, cycle)",
     }
     assert results["rejit"]["rejit_first_step_ms"] > 0
+
+    report = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report", str(out)],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert report.returncode == 0, report.stderr[-4000:]
+    for heading in ("Targets:", "Fixed cost per step", "**train**", "firing"):
+        assert heading in report.stdout, heading
