@@ -307,10 +307,12 @@ def main(argv=None) -> None:
     path = pathlib.Path((argv or sys.argv[1:])[0])
     results = json.loads(path.read_text())
     machine = results["machine"]
+    flags = machine.get("xla_flags")
     print(
         f"Machine: {machine['backend']} ({machine['processor']},"
         f" {machine['cpu_count']} cores), jax {machine['jax']}, optax"
-        f" {machine['optax']}, {machine['date']}; load average"
+        f" {machine['optax']}, {machine['date']}"
+        f"{f', XLA_FLAGS={flags}' if flags else ''}; load average"
         f" {machine['load_average'][0]:.1f} at start,"
         f" {machine['load_average_end'][0]:.1f} at the end; wall time"
         f" {results['wall_s']:.0f} s.\n"

@@ -558,6 +558,7 @@ def machine() -> dict:
         jax=jax.__version__,
         optax=optax.__version__,
         optaxswap=osw.__version__,
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
         load_average=os.getloadavg(),
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
