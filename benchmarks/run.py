@@ -2,7 +2,7 @@
 
 Run ``python -m benchmarks`` (or ``python benchmarks/run.py``) from the
 repository root; ``--quick`` is a smoke run with tiny sizes. It prints a table
-and writes ``benchmarks/results/<backend>-<machine>.json``.
+and writes ``benchmarks/results/<backend>.json`` (``--out`` for another path).
 
 Every case is jitted with the params and the optimizer state donated, and
 measured side by side with the bare inner optimizer in one process: each
@@ -10,7 +10,7 @@ round runs every variant of a group in turn (in rotated order) for a few
 steps back to back, as a training loop does (dispatching a step while the
 previous one runs, waiting only at the end), the ratio of the round is a
 variant's time per step over the bare inner's, and the reported ratio is the
-median over rounds. Three views:
+median over rounds, with a 95% bootstrap interval. Three views:
 
 - ``update``: ``tx.update`` alone (both sides write the updates out; the
   gradients are donated, as the intermediate they are in a train step);
@@ -69,9 +69,11 @@ RESET_FIELDS = {"adam": ("mu", "nu"), "sgdm": ("trace",), "clip_adamw": ("mu", "
 def carrying_others(
     inner: str, phases: list[str]
 ) -> optax.GradientTransformationExtraArgs:
-    """The bare ``inner``, carrying the other phases' states through the step
-    untouched: no conditional, no trigger, only the extra buffers of a
-    switch's state, to price what passing them in and out of a call costs."""
+    """The bare ``inner``, carrying the other phases' states through untouched.
+
+    No conditional and no trigger, only the extra buffers of a switch's state:
+    it prices what passing them in and out of a call costs.
+    """
     tx = INNERS[inner]()
     others = [INNERS[name]() for name in phases if name != inner]
 
@@ -274,8 +276,11 @@ class Runner:
         self._take(jax.block_until_ready(self.compiled(*self._args())))
 
     def run(self, steps: int) -> float:
-        """Runs ``steps`` steps back to back, as a training loop does, and
-        returns the wall time per step (inputs prepared beforehand)."""
+        """The wall time per step of ``steps`` steps run back to back.
+
+        As in a training loop, each step is dispatched while the previous one
+        runs; the inputs (fresh gradients to donate) are made beforehand.
+        """
         grads = [self.fresh_grads() for _ in range(steps)]
         jax.block_until_ready((self.params, self.state))
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -401,9 +406,11 @@ def problem(view: str, size: int):
 
 
 def measure_memory(size: int) -> list[dict]:
-    """The compiled step's temporary bytes of a two-phase switch (Adam, then
-    SGD with momentum, neither with temporaries of its own) and of the bare
-    phases, in every view: what a switch adds, apart from its phases'."""
+    """Temporary bytes of a two-phase switch's step and of its bare phases.
+
+    Adam, then SGD with momentum, neither with temporaries of its own, in
+    every view: what a switch adds, apart from its phases' own.
+    """
     adam, sgdm = INNERS["adam"], INNERS["sgdm"]
     cases = {
         "adam": lambda: adam(),
@@ -615,8 +622,8 @@ def main(argv: list[str] | None = None) -> dict:
         "resettable_fields",
     ]
     # Other designs of a switch, kept in benchmarks/ for comparison.
-    designs = ["switch_at", "switch_shared", "naive_switch"]
-    designs += ["branchfree_shared", "unforwarded_switch"]
+    baselines = ["branchfree_shared", "unforwarded_switch"]
+    designs = ["switch_at", "switch_shared", "naive_switch", *baselines]
     every_inner = list(INNERS)
     small = 20_000
     if args.quick:
@@ -625,7 +632,7 @@ def main(argv: list[str] | None = None) -> dict:
             (
                 small,
                 "update",
-                [*all_variants, *designs[3:], "carrying_others"],
+                [*all_variants, *baselines, "carrying_others"],
                 ["adam"],
             ),
             (small, "apply", ["switch_at"], ["adam"]),
@@ -643,7 +650,7 @@ def main(argv: list[str] | None = None) -> dict:
             # So small that the step is the fixed cost of a call: what the
             # wrapper adds per step, in microseconds, whatever the model.
             (small, "update", [*all_variants, "carrying_others"], every_inner),
-            (m, "update", [*all_variants, *designs[3:]], every_inner),
+            (m, "update", [*all_variants, *baselines], every_inner),
             (m, "apply", [*designs, "resettable"], every_inner),
             (m, "train", designs, every_inner),
             (10 * m, "update", large, every_inner),
