@@ -1,31 +1,55 @@
 """The one code path both combinators share.
 
-Evaluate the trigger, re-initialize under ``lax.cond`` if it fired (or a
-request is pending), then run the active inner transform, inside the compiled
-step, on a state whose structure and dtypes never change.
+Evaluate the trigger, re-initialize what the update enters or leaves, run the
+active inner transform: inside the compiled step, on a state whose structure
+and dtypes never change. ``resettable`` is the case of one phase that is
+re-entered on every fire; ``switch`` has one phase per transform.
 
-A combinator describes itself as a list of :class:`Phase` s (``resettable``
-has one, ``switch`` one per transform). Each phase gets its own conditionals,
-and each conditional changes only that phase's part of the state: JAX drops
-the outputs that every branch forwards unchanged, so no conditional carries
-another phase's state, and XLA has nothing to copy. One ``lax.switch`` whose
-branches all return every phase's state makes XLA copy the inactive states on
-every step (``benchmarks/`` keeps that design as a baseline to measure).
+How a phase is re-initialized is chosen when the step is traced, from what
+its ``init`` does (read from its jaxpr): an ``init`` that only fills buffers
+(zeros, a copy of the params: every optax ``init``) is a select,
+``where(entering, init(params), state)``, computed on every step. XLA fuses
+it into the update's loops, so it moves no extra bytes and adds no
+conditional; ``resettable`` then has no conditional at all. A dearer
+``init`` goes under a ``lax.cond``.
+
+A switch runs its phases in one of two ways:
+
+- ``"branched"`` (the default): one conditional per phase, each carrying only
+  that phase's part of the state (and what its entry re-initializes), so no
+  other phase's buffers are copied. JAX drops the outputs that every branch
+  forwards unchanged; XLA updates the rest in place. The price is the
+  conditionals themselves: on CPU a conditional runs its branch's kernels one
+  after the other instead of side by side, and on GPU each one makes the host
+  wait for its predicate (see ``docs/performance.md``).
+- ``"fused"``: every phase's update runs on every step and the active one's
+  results are selected: no conditional at all, but every phase's arithmetic,
+  and on CPU XLA copies the donated state once per step (the same buffers are
+  read by several phases' loops and written by the select). It is there to be
+  measured where conditionals are dear (a GPU without command buffers); on
+  CPU the benchmarks find it slower at every size.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, Self, TypeVar
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 import optax
 
+from optaxswap import _inspect
+from optaxswap import _observing
 from optaxswap import _triggers
+
+Execution = Literal["fused", "branched"]
+EXECUTIONS = ("branched", "fused")
+
+Cells = dict[Any, Any]
 
 
 class CombinatorState(Protocol):
-    """The fields :func:`guarded_update` reads and writes."""
+    """The fields :func:`update` reads and writes."""
 
     count: jax.Array
     requested: jax.Array
@@ -37,81 +61,168 @@ class CombinatorState(Protocol):
 State = TypeVar("State", bound=CombinatorState)
 
 
-class Phase(NamedTuple, Generic[State]):
-    """One inner transform, as the engine drives it.
+class Moves(NamedTuple):
+    """What one update does to the phases, as int32 scalars.
 
     Attributes:
-      enter: ``enter(state) -> state`` with this phase's inner state
-        re-initialized (from the params of this update); ``None`` for a phase
-        that is never entered (a switch's first phase, unless it cycles).
-      run: ``run(updates, state) -> (updates, state)``, this phase's inner
-        update on its part of the state.
+      active: the phase whose update runs.
+      entered: the phase this update re-initializes and enters, ``-1`` none.
+      left: the phase this update leaves (and re-initializes), ``-1`` none.
     """
 
-    enter: Callable[[State], State] | None
-    run: Callable[[optax.Updates, State], tuple[optax.Updates, State]]
+    active: jax.Array
+    entered: jax.Array
+    left: jax.Array
 
 
-def require_params(params: optax.Params | None, owner: str) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner}.update needs params: pass them as"
-            f" `tx.update(updates, state, params)`, since a reset or switch"
-            f" re-initializes the inner state from the current params."
+class Storage(Protocol):
+    """Where a combinator keeps its phases' states, as named cells.
+
+    A cell is a pytree that one or more phases read and write (a whole phase
+    state, or with shared slots a slot or a phase's rest).
+    """
+
+    def cells(self) -> Cells: ...
+
+    def owned(self, index: int) -> list[Any]: ...
+
+    def phase_state(self, index: int, like: Any = None) -> optax.OptState: ...
+
+    def split(self, index: int, state: optax.OptState) -> Cells: ...
+
+    def replace_cells(self, cells: Cells) -> Self: ...
+
+
+class SeparateStates(NamedTuple):
+    """The :class:`Storage` of phases that each keep their own state."""
+
+    states: tuple[Any, ...]
+
+    def cells(self) -> Cells:
+        return {("rest", i): state for i, state in enumerate(self.states)}
+
+    def owned(self, index: int) -> list[Any]:
+        return [("rest", index)]
+
+    def phase_state(self, index: int, like: Any = None) -> optax.OptState:
+        del like  # Each phase's state is stored in its own dtypes.
+        return self.states[index]
+
+    def split(self, index: int, state: optax.OptState) -> Cells:
+        return {("rest", index): cast_like(state, self.states[index])}
+
+    def replace_cells(self, cells: Cells) -> "SeparateStates":
+        return SeparateStates(
+            tuple(cells.get(("rest", i), s) for i, s in enumerate(self.states))
         )
+
+
+class Entry(NamedTuple):
+    """What building an entering phase's state may read.
+
+    Attributes:
+      index: the phase entered.
+      fresh: its ``init(params)``.
+      read: ``read(j)``, the current state of phase ``j``.
+      params: the params of this update.
+      state: the combinator's state after this update's decision.
+    """
+
+    index: int
+    fresh: optax.OptState
+    read: Callable[[int], optax.OptState]
+    params: optax.Params | None
+    state: Any
+
+
+def fresh_entry(entry: Entry) -> optax.OptState:
+    """The default entry: the phase starts from its ``init(params)``."""
+    return entry.fresh
+
+
+def strong(tree: Any) -> Any:
+    """``tree`` with every leaf a strong-typed array of its own dtype."""
+    return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.result_type(leaf)), tree)
 
 
 def cast_like(tree: Any, like: Any) -> Any:
     """``tree`` with the dtypes (strong, never weak) of ``like``.
 
-    Both branches of a ``lax.cond`` must agree on every dtype, and a fresh
-    ``init`` can produce weak types or another float width than the state it
-    replaces; casting keeps the state's types fixed for the whole run. Python
-    scalars (say, from a hand-off function) become arrays of ``like``'s dtype.
+    Every branch of a conditional and both sides of a select must agree on
+    every dtype, and a fresh ``init`` can produce weak types or another float
+    width than the state it replaces; casting keeps the state's types fixed
+    for the whole run. Python scalars (say, from a hand-off function) become
+    arrays of ``like``'s dtype.
     """
     return jax.tree.map(lambda leaf, ref: jnp.asarray(leaf, ref.dtype), tree, like)
 
 
-def _unchanged(state: State) -> State:
-    return state
+def widen(updates: optax.Updates, dtypes: Any) -> optax.Updates:
+    """``updates`` in the promoted ``dtypes``, with the values they had.
 
-
-def _skip(updates: optax.Updates, state: State) -> tuple[optax.Updates, State]:
-    return updates, state
-
-
-def fire_and_enter(
-    state: State,
-    updates: optax.Updates,
-    params: optax.Params,
-    extra_args: dict[str, Any],
-    *,
-    trigger: _triggers.Trigger,
-    phases: Sequence[Phase[State]],
-    advance: Callable[[State, jax.Array], tuple[State, jax.Array]],
-) -> State:
-    """Evaluates the trigger, books the fire, re-initializes what it enters.
-
-    The first half of :func:`guarded_update`: one ``lax.cond`` per phase that
-    can be entered, each changing only that phase's part of the state.
+    A bf16 update widened to f32 must keep its bf16 value, as a bare bf16
+    update would when it leaves the step; XLA may otherwise drop the rounding
+    of a narrowing and widening pair (excess precision), so it is made
+    explicit.
     """
-    context = _triggers.TriggerContext(
-        count=state.count,
-        updates=updates,
-        params=params,
-        extra_args=extra_args,
-        state=state,
+
+    def widen_leaf(leaf: jax.Array, like: Any) -> jax.Array:
+        dtype = jnp.result_type(leaf)
+        if dtype != like.dtype and jnp.issubdtype(dtype, jnp.floating):
+            info = jnp.finfo(dtype)
+            leaf = lax.reduce_precision(leaf, info.nexp, info.nmant)
+        return jnp.asarray(leaf, like.dtype)
+
+    return jax.tree.map(widen_leaf, updates, dtypes)
+
+
+def select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """``on_true`` where ``pred`` else ``on_false``, in ``on_false``'s dtypes."""
+    return jax.tree.map(
+        lambda new, old: jnp.where(pred, new, old).astype(jnp.result_type(old)),
+        on_true,
+        on_false,
     )
-    fire, trigger_state = trigger.update(state.trigger_state, context)
-    fire = _triggers.as_fire(fire, "the trigger") | state.requested
-    state, entered = advance(state._replace(trigger_state=trigger_state), fire)
-    # Re-initializing before the inner update makes the firing update the
-    # first one of the fresh state, exactly as re-instantiating the optimizer
-    # between two steps would.
-    for index, phase in enumerate(phases):
-        if phase.enter is not None:
-            state = lax.cond(entered == index, phase.enter, _unchanged, state)
-    return state
+
+
+def check_state(state: Any, state_type: type, owner: str) -> None:
+    """A clear error for the state of another transform."""
+    if not isinstance(state, state_type):
+        raise TypeError(
+            f"{owner}.update expects the {state_type.__name__} that {owner}'s"
+            f" init returned, got a {type(state).__name__}. Pass the state of"
+            " this transform (inside optax.chain, the chain's whole state to"
+            " the chain's update)."
+        )
+
+
+def init_template(
+    params: optax.Params | None,
+    updates: optax.Updates,
+    transforms: Sequence[optax.GradientTransformation],
+    owner: str,
+) -> optax.Params:
+    """What the ``init`` of a re-initialization reads.
+
+    The params, or the updates when no params were given and no ``init`` reads
+    the params' values (only their shapes and dtypes).
+    """
+    if params is not None:
+        return params
+    for index, tx in enumerate(transforms):
+        if _inspect.reads_values(tx.init, updates):
+            which = (
+                "its inner transform"
+                if len(transforms) == 1
+                else (f"transforms[{index}]")
+            )
+            raise ValueError(
+                f"{owner}.update needs params: pass them as `tx.update(updates,"
+                f" state, params)`. A reset or switch re-initializes the inner"
+                f" state from the current params, and the init of {which}"
+                " reads their values (not only their shapes and dtypes)."
+            )
+    return updates
 
 
 def finish(state: State) -> State:
@@ -122,16 +233,228 @@ def finish(state: State) -> State:
     )
 
 
-def guarded_update(
+class _Phases:
+    """The phases of one traced update: their transforms, states and inputs."""
+
+    def __init__(
+        self,
+        transforms: Sequence[optax.GradientTransformationExtraArgs],
+        storage: Storage,
+        enter: Callable[[Entry], optax.OptState],
+        state: Any,
+        enterable: Sequence[bool],
+        inputs: "_Inputs",
+    ):
+        self.transforms = transforms
+        self.storage = storage
+        self.enter_fn = enter
+        self.state = state
+        self.enterable = enterable
+        self.inputs = inputs
+        # Each phase's own dtypes, for reading it out of shared slots.
+        self.likes = [jax.eval_shape(tx.init, inputs.template) for tx in transforms]
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def previous(self, index: int) -> int:
+        return (index - 1) % len(self)
+
+    def read(self, index: int, cells: Cells) -> optax.OptState:
+        storage = self.storage.replace_cells(cells)
+        return storage.phase_state(index, self.likes[index])
+
+    def fresh(self, index: int, inputs: "_Inputs") -> optax.OptState:
+        return cast_like(
+            self.transforms[index].init(inputs.template), self.likes[index]
+        )
+
+    def entering(self, index: int, cells: Cells, inputs: "_Inputs") -> optax.OptState:
+        """The state phase ``index`` starts from when this update enters it."""
+        state = self.enter_fn(
+            Entry(
+                index=index,
+                fresh=self.fresh(index, inputs),
+                read=lambda phase: self.read(phase, cells),
+                params=inputs.params,
+                state=self.state,
+            )
+        )
+        return cast_like(state, self.likes[index])
+
+    def run(
+        self, index: int, state: optax.OptState, inputs: "_Inputs"
+    ) -> tuple[optax.Updates, optax.OptState]:
+        return self.transforms[index].update(
+            inputs.updates, state, inputs.params, **inputs.inner_args
+        )
+
+    def split(self, index: int, state: optax.OptState, cells: Cells) -> Cells:
+        return self.storage.replace_cells(cells).split(index, state)
+
+    def left_behind(self, index: int, inputs: "_Inputs") -> Cells:
+        """The cells of phase ``index`` that leaving it re-initializes.
+
+        Its own state, not the slots the entering phase takes over.
+        """
+        cells = self.split(index, self.fresh(index, inputs), self.storage.cells())
+        return {key: cells[key] for key in cells if key[0] == "rest"}
+
+    def init_only_fills(self, index: int) -> bool:
+        return _inspect.only_fills(self.transforms[index].init, self.inputs.template)
+
+
+class _Inputs(NamedTuple):
+    """What the inner transforms read besides their states."""
+
+    updates: optax.Updates
+    params: optax.Params | None
+    template: optax.Params
+    inner_args: dict[str, Any]
+
+    def operands(self) -> tuple[list[Any], Callable[[list[Any]], "_Inputs"]]:
+        """The array leaves, as a conditional's operands, and their inverse.
+
+        ``rebuild(operands)`` gives the inputs back inside the branches.
+
+        Passed as operands rather than closed over, concrete arrays keep their
+        sharding types in the branches (Explicit mesh axes). Anything else
+        (a ``value_fn`` for L-BFGS, a Python flag) stays as it is.
+        """
+        leaves, treedef = jax.tree.flatten(tuple(self))
+        dynamic = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
+
+        def rebuild(values: list[Any]) -> "_Inputs":
+            rebuilt = list(leaves)
+            for i, value in zip(dynamic, values):
+                rebuilt[i] = value
+            return _Inputs(*jax.tree.unflatten(treedef, rebuilt))
+
+        return [leaves[i] for i in dynamic], rebuild
+
+
+def _output_dtypes(phases: _Phases) -> Any:
+    """Per leaf, the promotion of every phase's output dtype."""
+    cells = phases.storage.cells()
+    outputs = [
+        jax.eval_shape(lambda s, i=i: phases.run(i, s, phases.inputs)[0], state)
+        for i, state in enumerate(phases.read(i, cells) for i in range(len(phases)))
+    ]
+    return jax.tree.map(
+        lambda *leaves: jax.ShapeDtypeStruct(leaves[0].shape, jnp.result_type(*leaves)),
+        *outputs,
+    )
+
+
+def _single(phases: _Phases, moves: Moves) -> tuple[optax.Updates, Cells]:
+    """One phase, re-entered when this update enters it."""
+    cells = phases.storage.cells()
+    current = phases.read(0, cells)
+    entering = moves.entered == 0
+    if phases.init_only_fills(0):
+        # Fused into the update's loops: no conditional, no extra bytes.
+        state = select(entering, phases.entering(0, cells, phases.inputs), current)
+    else:
+        operands, rebuild = phases.inputs.operands()
+        state = lax.cond(
+            entering,
+            lambda current, operands: phases.entering(0, cells, rebuild(operands)),
+            lambda current, operands: current,
+            current,
+            operands,
+        )
+    new_updates, state = phases.run(0, state, phases.inputs)
+    return new_updates, phases.split(0, state, cells)
+
+
+def _fused(phases: _Phases, moves: Moves, dtypes: Any) -> tuple[optax.Updates, Cells]:
+    """Every phase runs; the active one's results are selected."""
+    inputs = phases.inputs
+    cells = phases.storage.cells()
+    new_cells = dict(cells)
+    chosen = None
+    for index in range(len(phases)):
+        state = phases.read(index, cells)
+        if phases.enterable[index]:
+            state = select(
+                moves.entered == index, phases.entering(index, cells, inputs), state
+            )
+        phase_updates, state = phases.run(index, state, inputs)
+        phase_updates = widen(phase_updates, dtypes)
+        is_active = moves.active == index
+        chosen = (
+            phase_updates
+            if chosen is None
+            else select(is_active, phase_updates, chosen)
+        )
+        for key, value in phases.split(index, state, cells).items():
+            new_cells[key] = select(is_active, value, new_cells[key])
+        if phases.enterable[(index + 1) % len(phases)]:
+            for key, value in phases.left_behind(index, inputs).items():
+                new_cells[key] = select(moves.left == index, value, new_cells[key])
+    return chosen, new_cells
+
+
+def _branched(
+    phases: _Phases, moves: Moves, dtypes: Any
+) -> tuple[optax.Updates, Cells]:
+    """One conditional per phase, each on the cells its branches write."""
+    operands, rebuild = phases.inputs.operands()
+    cells = phases.storage.cells()
+    result = cast_like(phases.inputs.updates, dtypes)
+    for index in range(len(phases)):
+        enterable = phases.enterable[index]
+        keys = set(phases.storage.owned(index))
+        if enterable:
+            # Entering reads the leaving phase's state (a hand-off) and
+            # re-initializes it, in the same branch.
+            keys |= set(phases.storage.owned(phases.previous(index)))
+        keys = sorted(keys, key=repr)
+
+        def skip(result, own, operands):
+            return result, own
+
+        def run(result, own, operands, index=index, enters=False):
+            inputs = rebuild(operands)
+            if enters:
+                state = phases.entering(index, own, inputs)
+            else:
+                state = phases.read(index, own)
+            new_updates, state = phases.run(index, state, inputs)
+            own = {**own, **phases.split(index, state, own)}
+            if enters:
+                own.update(phases.left_behind(phases.previous(index), inputs))
+            return widen(new_updates, dtypes), own
+
+        def enter(result, own, operands, run=run):
+            return run(result, own, operands, enters=True)
+
+        branches = [skip, run, enter] if enterable else [skip, run]
+        is_active = moves.active == index
+        branch = jnp.where(is_active, 1, 0)
+        if enterable:
+            branch = jnp.where(is_active & (moves.entered == index), 2, branch)
+        result, own = lax.switch(
+            branch, branches, result, {key: cells[key] for key in keys}, operands
+        )
+        cells.update(own)
+    return result, cells
+
+
+def update(
     state: State,
     updates: optax.Updates,
     params: optax.Params | None,
     extra_args: dict[str, Any],
     *,
     trigger: _triggers.Trigger,
-    phases: Sequence[Phase[State]],
-    advance: Callable[[State, jax.Array], tuple[State, jax.Array]],
-    active_phase: Callable[[State], jax.Array] | None = None,
+    transforms: Sequence[optax.GradientTransformationExtraArgs],
+    storage: Storage,
+    advance: Callable[[State, jax.Array], tuple[State, Moves]],
+    rebuild: Callable[[State, Storage], State],
+    enter: Callable[[Entry], optax.OptState] = fresh_entry,
+    enterable: Sequence[bool] = (True,),
+    execution: Execution = "branched",
     owner: str,
 ) -> tuple[optax.Updates, State]:
     """One update of a combinator, in the order the SPEC fixes.
@@ -142,35 +465,52 @@ def guarded_update(
       params: the params given to ``update``.
       extra_args: the extra keyword arguments given to ``update``.
       trigger: decides whether this update fires.
-      phases: the inner transforms, one :class:`Phase` each.
-      advance: ``advance(state, fire) -> (state, entered)``: the state after
-        this update's bookkeeping of a fire, and the int32 index of the phase
-        this update enters (re-initializes), ``-1`` for none.
-      active_phase: ``active_phase(state) -> int32``, the phase whose inner
-        update runs (after ``advance``); needed with more than one phase.
+      transforms: the inner transforms, one per phase.
+      storage: the phases' states as stored in ``state``.
+      advance: ``advance(state, fire) -> (state, moves)``, the bookkeeping
+        of a fire and the :class:`Moves` it makes.
+      rebuild: ``rebuild(state, storage) -> state`` with new phase states.
+      enter: ``enter(entry) -> state``, the state a phase starts from (a
+        hand-off, a partial reset), given an :class:`Entry`; by default its
+        ``init``.
+      enterable: per phase, whether any update can enter it (a switch's
+        first phase cannot, unless it cycles).
+      execution: how the phases run (module docstring).
       owner: the combinator's name, for error messages.
 
     Returns:
       The updates and the new state, with ``count`` advanced and ``requested``
       cleared.
     """
-    require_params(params, owner)
-    state = fire_and_enter(
-        state,
+    template = init_template(params, updates, transforms, owner)
+    # A leaf made weak on the host comes back strong, as from bare optax.
+    state = strong(state)
+    storage = storage.replace_cells(strong(storage.cells()))
+    context = _triggers.TriggerContext(
+        count=state.count,
+        updates=updates,
+        params=params,
+        extra_args=extra_args,
+        state=state,
+    )
+    fire, trigger_state = trigger.update(state.trigger_state, context)
+    fire = _triggers.as_fire(fire, "the trigger") | state.requested
+    trigger_state = cast_like(trigger_state, state.trigger_state)
+    state, moves = advance(state._replace(trigger_state=trigger_state), fire)
+    inputs = _Inputs(
         updates,
         params,
-        extra_args,
-        trigger=trigger,
-        phases=phases,
-        advance=advance,
+        template,
+        _observing.inner_extra_args(trigger_state, extra_args),
     )
+    phases = _Phases(transforms, storage, enter, state, enterable, inputs)
     if len(phases) == 1:
-        updates, state = phases[0].run(updates, state)
+        new_updates, cells = _single(phases, moves)
     else:
-        # A chain of one conditional per phase, not one lax.switch: each
-        # conditional then carries only its own phase's state (and the
-        # updates, which the inactive phases forward).
-        active = active_phase(state)
-        for index, phase in enumerate(phases):
-            updates, state = lax.cond(active == index, phase.run, _skip, updates, state)
-    return updates, finish(state)
+        dtypes = _output_dtypes(phases)
+        if execution == "fused":
+            new_updates, cells = _fused(phases, moves, dtypes)
+        else:
+            new_updates, cells = _branched(phases, moves, dtypes)
+    state = rebuild(state, storage.replace_cells(cells))
+    return new_updates, finish(state)

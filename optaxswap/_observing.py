@@ -75,3 +75,20 @@ def observing_trigger(
         )
 
     return _triggers.Trigger(init_fn, update_fn)
+
+
+def inner_extra_args(trigger_state: Any, extra_args: dict[str, Any]) -> dict[str, Any]:
+    """The extra arguments to forward to the inner transforms.
+
+    Every one but the metric keywords of the metric-watching triggers in
+    ``trigger_state`` other than ``value`` (which the inner transforms may
+    read too: L-BFGS and Polyak SGD take the training loss as ``value=``).
+    """
+    from optaxswap import _state_tree
+
+    own = {
+        getattr(state.config, "metric_arg", "value")
+        for state in _state_tree.find(trigger_state, ObservingState)
+    }
+    own.discard("value")
+    return {name: arg for name, arg in extra_args.items() if name not in own}

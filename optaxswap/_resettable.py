@@ -84,14 +84,14 @@ def resettable(
     fields = _fields.check_fields(fields)
 
     def init_fn(params: optax.Params) -> ResettableState:
-        inner_state = inner.init(params)
+        inner_state = _engine.strong(inner.init(params))
         if fields is not None:
             _fields.leaves_named(inner_state, fields)
         return ResettableState(
             count=jnp.zeros((), jnp.int32),
             resets=jnp.zeros((), jnp.int32),
             requested=jnp.zeros((), jnp.bool_),
-            trigger_state=trigger.init(params),
+            trigger_state=_engine.strong(trigger.init(params)),
             inner_state=inner_state,
         )
 
@@ -101,39 +101,41 @@ def resettable(
         params: optax.Params | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, ResettableState]:
-        def reinitialize(state: ResettableState) -> ResettableState:
-            fresh = inner.init(params)
-            if fields is not None:
-                fresh = _fields.replace_named(state.inner_state, fresh, fields)
-            return state._replace(
-                resets=optax.safe_increment(state.resets),
-                inner_state=_engine.cast_like(fresh, state.inner_state),
-            )
-
-        def apply_active(
-            updates: optax.Updates, state: ResettableState
-        ) -> tuple[optax.Updates, ResettableState]:
-            updates, inner_state = inner.update(
-                updates, state.inner_state, params, **extra_args
-            )
-            return updates, state._replace(
-                inner_state=_engine.cast_like(inner_state, state.inner_state)
-            )
+        _engine.check_state(state, ResettableState, "resettable")
 
         def advance(
             state: ResettableState, fire: jax.Array
-        ) -> tuple[ResettableState, jax.Array]:
+        ) -> tuple[ResettableState, _engine.Moves]:
             # The one phase is re-entered on every fire.
-            return state, jnp.where(fire, 0, -1).astype(jnp.int32)
+            resets = jnp.where(fire, optax.safe_increment(state.resets), state.resets)
+            moves = _engine.Moves(
+                active=jnp.zeros((), jnp.int32),
+                entered=jnp.where(fire, 0, -1).astype(jnp.int32),
+                left=jnp.full((), -1, jnp.int32),
+            )
+            return state._replace(resets=resets.astype(jnp.int32)), moves
 
-        return _engine.guarded_update(
+        def enter(entry: _engine.Entry) -> optax.OptState:
+            if fields is None:
+                return entry.fresh
+            return _fields.replace_named(entry.read(0), entry.fresh, fields)
+
+        def rebuild(
+            state: ResettableState, storage: _engine.Storage
+        ) -> ResettableState:
+            return state._replace(inner_state=storage.states[0])
+
+        return _engine.update(
             state,
             updates,
             params,
             extra_args,
             trigger=trigger,
-            phases=[_engine.Phase(enter=reinitialize, run=apply_active)],
+            transforms=[inner],
+            storage=_engine.SeparateStates((state.inner_state,)),
             advance=advance,
+            rebuild=rebuild,
+            enter=enter,
             owner="resettable",
         )
 

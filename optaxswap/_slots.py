@@ -1,23 +1,26 @@
-"""Shared slots: the phases of a ``switch`` store their states in one set of buffers.
+"""Shared slots: the phases of a ``switch`` keep their big buffers in one set.
 
 Only the active phase's state is ever read, and entering a phase
-re-initializes it, so the phases can take turns in the same buffers: leaves of
-equal shape and dtype share one buffer (a "slot"). Adam followed by SGD with
-momentum then holds two parameter-sized buffers, not three.
+re-initializes it, so the phases can take turns in the same buffers. What
+they share are their *params-shaped* subtrees (Adam's ``mu`` and ``nu``,
+SGD's ``trace``, L-BFGS's ``params``): the ``k``-th such subtree of every
+phase lives in slot ``k``, a tree of the params' structure. Adam followed by
+SGD with momentum then holds two params-sized trees, not three. Everything
+else (counters, step sizes, factored or stacked statistics) stays in the
+phase's *rest*, where a :class:`SlotRef` marks each subtree that moved out.
 
-Which slot holds which leaf of which phase is static: it lives in the state as
-pytree metadata (like :class:`optaxswap.PlateauState`'s config), so the state
-alone says how to read any phase's state, and ``jax.eval_shape(tx.init,
-params)`` gives a complete restore target.
+Sharing whole params-shaped subtrees, rather than single leaves, is what
+keeps the state usable by the tools that know the params' structure:
+``optax.tree_utils.tree_map_params`` finds every slot (it initializes the
+transform on a placeholder for the params, and a slot is exactly where that
+placeholder lands), and no layout needs to live in the state as metadata.
 
-A state the host-side helpers steer (a combinator or metric-watching trigger
-nested inside a phase) is kept whole, in buffers of its own: pooled, its node
-would vanish from the pytree and the helpers could not find it, and it could
-not be rewritten while its phase is inactive without writing into slots that
-the active phase owns.
+Kept whole, in the rest, are the nested states that something finds by name:
+a combinator or metric-watching trigger nested inside a phase (the host-side
+helpers steer it), and a state holding the objective's ``value``, which
+``optax.value_and_grad_from_state`` reads with its ``grad`` (L-BFGS).
 """
 
-from collections.abc import Callable, Sequence
 import dataclasses
 from typing import Any
 
@@ -25,22 +28,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxswap import _engine
 
-
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
-class SlotLayout:
-    """Where the leaves of each phase's state live (static metadata).
+class SlotRef:
+    """Marks, in a phase's rest, the params-shaped subtree held by slot ``index``."""
 
-    Attributes:
-      treedefs: per phase, the tree structure of its state, down to its array
-        leaves and its kept nodes.
-      slot_indices: per phase, for each of those leaves in order, its slot,
-        or ``None`` for a kept node (the phase's next entry in ``kept``).
-    """
-
-    treedefs: tuple[Any, ...]
-    slot_indices: tuple[tuple[int | None, ...], ...]
+    index: int
 
 
 @jax.tree_util.register_dataclass
@@ -49,94 +43,137 @@ class SharedStates:
     """The states of all phases of a ``switch(..., share_memory=True)``.
 
     Attributes:
-      slots: the buffers, one per leaf of the phase that needs the most of a
-        given shape and dtype; a slot holds the state of whichever phase used
-        it last.
-      kept: per phase, the nested states it keeps whole (combinator and
-        trigger states that the helpers steer), in order.
-      layout: the static :class:`SlotLayout`.
+      slots: one params-shaped tree per slot, in the dtypes that every phase
+        using it can be stored in exactly (their promotion); a slot holds the
+        state of whichever phase used it last.
+      rests: per phase, its state with each shared subtree replaced by a
+        :class:`SlotRef`.
     """
 
-    slots: tuple[jax.Array, ...]
-    kept: tuple[tuple[Any, ...], ...]
-    layout: SlotLayout = dataclasses.field(metadata=dict(static=True))
+    slots: tuple[Any, ...]
+    rests: tuple[Any, ...]
 
-    def phase_state(self, index: int) -> optax.OptState:
-        """The state of phase ``index``, meaningful only while it is active."""
-        kept = iter(self.kept[index])
-        leaves = [
-            next(kept) if slot is None else self.slots[slot]
-            for slot in self.layout.slot_indices[index]
-        ]
-        return jax.tree.unflatten(self.layout.treedefs[index], leaves)
+    def phase_state(self, index: int, like: Any = None) -> optax.OptState:
+        """The state of phase ``index``, meaningful only while it is active.
 
-    def with_phase_state(
-        self, index: int, inner_state: optax.OptState
-    ) -> "SharedStates":
-        """The slots with phase ``index``'s state written in, dtypes kept."""
-        leaves = self.layout.treedefs[index].flatten_up_to(inner_state)
-        slots = list(self.slots)
-        kept = []
-        for slot, leaf in zip(self.layout.slot_indices[index], leaves):
-            if slot is None:
-                kept.append(leaf)
-            else:
-                slots[slot] = jnp.asarray(leaf, slots[slot].dtype)
-        all_kept = list(self.kept)
-        all_kept[index] = _engine.cast_like(tuple(kept), self.kept[index])
-        return dataclasses.replace(self, slots=tuple(slots), kept=tuple(all_kept))
+        Args:
+          index: the phase.
+          like: a tree with the phase's own dtypes (e.g. from
+            ``jax.eval_shape`` of its ``init``) to read the slots in; by
+            default the slots' dtypes.
+        """
+        state = jax.tree.map(
+            lambda node: self.slots[node.index] if isinstance(node, SlotRef) else node,
+            self.rests[index],
+            is_leaf=_is_slot_ref,
+        )
+        if like is None:
+            return state
+        return jax.tree.map(lambda leaf, ref: leaf.astype(ref.dtype), state, like)
+
+    def split(self, index: int, state: optax.OptState) -> dict[Any, Any]:
+        """``state`` of phase ``index`` as values of the cells it owns.
+
+        The keys are ``("slot", k)`` for the slots it uses and ``("rest",
+        index)`` for its rest; every value has the dtypes of what it replaces.
+        """
+        cells = {}
+
+        def take(node: Any, value: Any) -> Any:
+            if isinstance(node, SlotRef):
+                slot = self.slots[node.index]
+                cells["slot", node.index] = jax.tree.map(
+                    lambda leaf, ref: jnp.asarray(leaf, ref.dtype), value, slot
+                )
+                return node
+            return value
+
+        rest = jax.tree.map(take, self.rests[index], state, is_leaf=_is_slot_ref)
+        cells["rest", index] = rest
+        return cells
+
+    def cells(self) -> dict[Any, Any]:
+        """Every slot and rest, keyed as in :meth:`split`."""
+        cells: dict[Any, Any] = {("slot", k): slot for k, slot in enumerate(self.slots)}
+        cells.update({("rest", i): rest for i, rest in enumerate(self.rests)})
+        return cells
+
+    def replace_cells(self, cells: dict[Any, Any]) -> "SharedStates":
+        """The shared states with the given cells replaced."""
+        return SharedStates(
+            slots=tuple(
+                cells.get(("slot", k), slot) for k, slot in enumerate(self.slots)
+            ),
+            rests=tuple(
+                cells.get(("rest", i), rest) for i, rest in enumerate(self.rests)
+            ),
+        )
+
+    def owned(self, index: int) -> list[Any]:
+        """The keys of the cells phase ``index`` reads and writes."""
+        refs = jax.tree.leaves(self.rests[index], is_leaf=_is_slot_ref)
+        slots = sorted({ref.index for ref in refs if isinstance(ref, SlotRef)})
+        return [("slot", k) for k in slots] + [("rest", index)]
 
 
-def _slot_key(leaf: Any) -> tuple[tuple[int, ...], jnp.dtype]:
-    leaf = jnp.asarray(leaf)
-    return leaf.shape, leaf.dtype
+def _is_slot_ref(node: Any) -> bool:
+    return isinstance(node, SlotRef)
 
 
-def share(
-    states: Sequence[optax.OptState], keep: Callable[[Any], bool]
-) -> SharedStates:
-    """Packs one state per phase into shared slots.
+def _is_params_shaped(node: Any, params: Any) -> bool:
+    if jax.tree.structure(node) != jax.tree.structure(params):
+        return False
+    return all(
+        jnp.shape(leaf) == jnp.shape(ref)
+        for leaf, ref in zip(jax.tree.leaves(node), jax.tree.leaves(params))
+    )
 
-    The ``k``-th leaf of a given shape and dtype in each phase goes to the
-    ``k``-th slot of that shape and dtype, so the slots are as many as the
-    phase that needs most of each kind. A slot starts with the value of the
-    first phase that uses it, so phase 0's state is exactly ``states[0]``.
+
+def share(states: tuple[Any, ...], params: Any, keep: Any) -> SharedStates:
+    """Packs one initial state per phase into shared slots.
 
     Args:
       states: the initial state of each phase.
-      keep: true for a node to keep whole rather than pool (a nested state
-        that the host-side helpers must be able to find and rewrite).
+      params: the params the states were initialized from (or the
+        placeholder of ``optax.tree_utils.tree_map_params``).
+      keep: ``keep(node) -> bool``, true for a node to keep whole in its
+        phase's rest.
 
     Returns:
-      The :class:`SharedStates`, every slot a distinct strong-typed buffer.
+      The :class:`SharedStates`; a slot starts with the value of the first
+      phase that uses it, so phase 0's state reads back exactly.
     """
-    slots: list[jax.Array] = []
-    slots_by_key: dict[Any, list[int]] = {}
-    treedefs, slot_indices, kept = [], [], []
+    slot_trees: list[list[Any]] = []
+    rests = []
     for state in states:
-        leaves, treedef = jax.tree.flatten(state, is_leaf=keep)
-        used: dict[Any, int] = {}
-        indices: list[int | None] = []
-        phase_kept = []
-        for leaf in leaves:
-            if keep(leaf):
-                indices.append(None)
-                phase_kept.append(leaf)
-                continue
-            key = _slot_key(leaf)
-            rank = used.get(key, 0)
-            used[key] = rank + 1
-            same_kind = slots_by_key.setdefault(key, [])
-            if rank == len(same_kind):
-                same_kind.append(len(slots))
-                # A copy, so that no two slots share a buffer and none is weak.
-                slots.append(jnp.array(leaf, dtype=key[1]))
-            indices.append(same_kind[rank])
-        treedefs.append(treedef)
-        slot_indices.append(tuple(indices))
-        kept.append(tuple(phase_kept))
-    return SharedStates(
-        slots=tuple(slots),
-        kept=tuple(kept),
-        layout=SlotLayout(treedefs=tuple(treedefs), slot_indices=tuple(slot_indices)),
+        moved: list[Any] = []
+
+        def move_out(node: Any, moved: list[Any] = moved) -> Any:
+            if keep(node) or not _is_params_shaped(node, params):
+                return node
+            moved.append(node)
+            return SlotRef(len(moved) - 1)
+
+        rests.append(
+            jax.tree.map(
+                move_out,
+                state,
+                is_leaf=lambda node: keep(node) or _is_params_shaped(node, params),
+            )
+        )
+        for k, tree in enumerate(moved):
+            if k == len(slot_trees):
+                slot_trees.append([])
+            slot_trees[k].append(tree)
+    slots = tuple(
+        jax.tree.map(
+            # A copy, so that no slot shares a buffer with another leaf.
+            lambda first, *others: jnp.array(
+                first, jnp.result_type(first, *others) if others else first.dtype
+            ),
+            trees[0],
+            *trees[1:],
+        )
+        for trees in slot_trees
     )
+    return SharedStates(slots=slots, rests=tuple(rests))

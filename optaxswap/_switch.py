@@ -1,6 +1,6 @@
 """``switch`` and its constructors: change optimizer while training runs."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -25,10 +25,10 @@ class SwitchState(NamedTuple):
       phase: int32, the index of the active transform.
       requested: bool, a switch was requested for the next update.
       trigger_state: the trigger's state.
-      inner_states: tuple with one state per transform; inactive phases keep
-        the state they had when they were left. With ``share_memory=True``, a
-        ``SharedStates`` whose slots the phases share instead (read a phase's
-        state with ``phase_state``).
+      inner_states: tuple with one state per transform; an inactive phase
+        holds the ``init`` it was re-initialized to when it was left (or
+        its initial state). With ``share_memory=True``, a ``SharedStates``
+        whose slots the phases share instead.
     """
 
     count: jax.Array
@@ -45,41 +45,56 @@ def switch(
     handoff: _handoff.HandoffFn | None = None,
     cycle: bool = False,
     share_memory: bool = False,
+    execution: _engine.Execution = "branched",
 ) -> optax.GradientTransformationExtraArgs:
     """Runs ``transforms[phase]``, advancing ``phase`` each time ``trigger`` fires.
 
     Each fire (or :func:`optaxswap.request_switch`) advances the phase by one,
     up to the last transform, which then stays. Entering a phase re-initializes
     that transform's state from the current params, as re-instantiating the
-    optimizer would, before this update runs on it. States of inactive phases
-    are left untouched. The decision is taken inside the compiled step: the
-    train step compiles once however many switches happen, and a phase's step
-    costs what its transform's step costs (see ``docs/performance.md``).
+    optimizer would, before this update runs on it; leaving a phase
+    re-initializes its state too (after ``handoff`` has read it), so no
+    optax lookup (``optax.tree.get``, ``optax.value_and_grad_from_state``)
+    ever reads a stale value from an inactive phase. The decision is taken
+    inside the compiled step: the train step compiles once however many
+    switches happen (see ``docs/performance.md`` for what a step costs).
+
+    The updates equal the active transform's in value; their dtype is the
+    promotion of the phases' output dtypes (f32 params with bf16 gradients
+    give f32 Adam updates, as bare Adam does).
 
     Args:
       transforms: a non-empty sequence of transforms; with one, nothing ever
         switches. Plain ``GradientTransformation`` s receive every extra
-        keyword argument too.
+        keyword argument too (but a trigger's own ``metric_arg``).
       trigger: when to advance.
       handoff: optional ``fn(HandoffContext) -> state`` that builds the
         entering phase's state instead of a bare ``init`` (see
         :mod:`optaxswap.handoff`).
       cycle: if true, a fire in the last phase returns to phase 0
         (re-initialized) instead of staying.
-      share_memory: if true, leaves of equal shape and dtype in different
-        phases share one buffer, so the optimizer state takes the memory of
-        the largest phase only (Adam then SGD with momentum: two
-        parameter-sized buffers, not three). The results are the same; the
-        price is that an inactive phase's state is overwritten, and
-        ``state.inner_states`` is no longer a tuple of per-phase states. A
-        combinator or plateau/spike trigger nested inside a phase keeps its
-        own buffers, so the host-side helpers still find it.
+      share_memory: if true, the phases keep their params-shaped buffers
+        (Adam's moments, SGD's momentum) in shared slots, so the optimizer
+        state takes the memory of the largest phase only (Adam then SGD with
+        momentum: two params-sized trees, not three). The results are the
+        same; ``state.inner_states`` is then a ``SharedStates``, not a tuple
+        of per-phase states. A combinator or plateau/spike trigger nested
+        inside a phase, and a state holding the objective's ``value`` (L-BFGS's
+        line search), keep their own buffers, so the host-side helpers and
+        ``optax.value_and_grad_from_state`` still find them.
+      execution: how the phases run inside the step. ``"branched"``
+        (default): one conditional per phase runs only the active one and
+        touches no other phase's buffers. ``"fused"``: every phase's update
+        runs and the active one's result is selected, with no conditional, at
+        the price of every phase's arithmetic and a copy of the state per
+        step; for accelerators where a conditional is dear (measure it with
+        ``benchmarks/``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`SwitchState`.
 
     Raises:
-      ValueError: if ``transforms`` is empty.
+      ValueError: if ``transforms`` is empty or ``execution`` unknown.
       TypeError: if an argument has the wrong type.
 
     Examples:
@@ -117,17 +132,19 @@ def switch(
         raise TypeError(f"cycle must be a bool, got {cycle!r}.")
     if not isinstance(share_memory, bool):
         raise TypeError(f"share_memory must be a bool, got {share_memory!r}.")
+    execution = _validation.check_choice("execution", execution, _engine.EXECUTIONS)
     num_phases = len(transforms)
+    enterable = tuple(index > 0 or cycle for index in range(num_phases))
 
     def init_fn(params: optax.Params) -> SwitchState:
-        inner_states = tuple(tx.init(params) for tx in transforms)
+        inner_states = _engine.strong(tuple(tx.init(params) for tx in transforms))
         return SwitchState(
             count=jnp.zeros((), jnp.int32),
             phase=jnp.zeros((), jnp.int32),
             requested=jnp.zeros((), jnp.bool_),
-            trigger_state=trigger.init(params),
+            trigger_state=_engine.strong(trigger.init(params)),
             inner_states=(
-                _slots.share(inner_states, keep=_is_steered)
+                _slots.share(inner_states, params, keep=_is_kept)
                 if share_memory
                 else inner_states
             ),
@@ -139,104 +156,100 @@ def switch(
         params: optax.Params | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, SwitchState]:
+        _engine.check_state(state, SwitchState, "switch")
+
         def advance(
             state: SwitchState, fire: jax.Array
-        ) -> tuple[SwitchState, jax.Array]:
+        ) -> tuple[SwitchState, _engine.Moves]:
             advances = fire if cycle else fire & (state.phase < num_phases - 1)
             phase = jnp.where(advances, (state.phase + 1) % num_phases, state.phase)
-            entered = jnp.where(advances, phase, -1).astype(jnp.int32)
-            return state._replace(phase=phase.astype(jnp.int32)), entered
+            phase = phase.astype(jnp.int32)
+            moves = _engine.Moves(
+                active=phase,
+                entered=jnp.where(advances, phase, -1).astype(jnp.int32),
+                left=jnp.where(advances & (num_phases > 1), state.phase, -1).astype(
+                    jnp.int32
+                ),
+            )
+            return state._replace(phase=phase), moves
 
-        def enter(to_phase: int) -> Callable[[SwitchState], SwitchState]:
-            from_phase = (to_phase - 1) % num_phases
-
-            def enter_phase(state: SwitchState) -> SwitchState:
-                entering = transforms[to_phase].init(params)
-                if handoff is not None:
-                    # Read before writing: with shared slots, the entering
-                    # state overwrites buffers the leaving state lives in.
-                    entering = handoff(
-                        _handoff.HandoffContext(
-                            from_phase=from_phase,
-                            to_phase=to_phase,
-                            from_state=phase_state(state, from_phase),
-                            fresh_state=entering,
-                            params=params,
-                            trigger_state=state.trigger_state,
-                            count=state.count,
-                        )
-                    )
-                return with_phase_state(state, to_phase, entering)
-
-            return enter_phase
-
-        def run(index: int) -> Callable[..., tuple[optax.Updates, SwitchState]]:
-            def run_phase(
-                updates: optax.Updates, state: SwitchState
-            ) -> tuple[optax.Updates, SwitchState]:
-                new_updates, inner_state = transforms[index].update(
-                    updates, phase_state(state, index), params, **extra_args
+        def enter(entry: _engine.Entry) -> optax.OptState:
+            if handoff is None:
+                return entry.fresh
+            from_phase = (entry.index - 1) % num_phases
+            return handoff(
+                _handoff.HandoffContext(
+                    from_phase=from_phase,
+                    to_phase=entry.index,
+                    from_state=entry.read(from_phase),
+                    fresh_state=entry.fresh,
+                    params=entry.params,
+                    trigger_state=entry.state.trigger_state,
+                    count=entry.state.count,
                 )
-                # Every phase's conditional must return the same types; the
-                # gradients' dtypes are the ones all phases agree on.
-                return _engine.cast_like(new_updates, updates), with_phase_state(
-                    state, index, inner_state
-                )
+            )
 
-            return run_phase
-
-        return _engine.guarded_update(
+        return _engine.update(
             state,
             updates,
             params,
             extra_args,
             trigger=trigger,
-            phases=[
-                _engine.Phase(
-                    enter=enter(index) if index > 0 or cycle else None,
-                    run=run(index),
-                )
-                for index in range(num_phases)
-            ],
+            transforms=transforms,
+            storage=_storage(state),
             advance=advance,
-            active_phase=lambda state: state.phase,
+            rebuild=_rebuild,
+            enter=enter,
+            enterable=enterable,
+            execution=execution,
             owner="switch",
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _is_steered(node: Any) -> bool:
-    """A nested state that the host-side helpers find and rewrite."""
-    return isinstance(
+def _is_kept(node: Any) -> bool:
+    """A nested state that must keep its own buffers under ``share_memory``.
+
+    The host-side helpers find and rewrite combinator and metric-watching
+    trigger states; ``optax.value_and_grad_from_state`` reads a state's
+    ``value`` and ``grad`` by name.
+    """
+    if isinstance(
         node, SwitchState | _resettable.ResettableState | _observing.ObservingState
-    )
+    ):
+        return True
+    return "value" in getattr(type(node), "_fields", ())
+
+
+def _storage(state: SwitchState) -> _engine.Storage:
+    if isinstance(state.inner_states, _slots.SharedStates):
+        return state.inner_states
+    return _engine.SeparateStates(tuple(state.inner_states))
+
+
+def _rebuild(state: SwitchState, storage: _engine.Storage) -> SwitchState:
+    if isinstance(storage, _engine.SeparateStates):
+        return state._replace(inner_states=storage.states)
+    return state._replace(inner_states=storage)
 
 
 def phase_state(state: SwitchState, index: int) -> optax.OptState:
     """The state of phase ``index`` (whatever the storage layout).
 
     With shared slots, only the active phase's state is meaningful: the others
-    have been overwritten by the phases that used their buffers since.
+    have been overwritten by the phases that used their buffers since. Slots
+    shared by phases of different dtypes read in their promoted dtype.
     """
-    if isinstance(state.inner_states, _slots.SharedStates):
-        return state.inner_states.phase_state(index)
-    return state.inner_states[index]
+    return _storage(state).phase_state(index)
 
 
 def with_phase_state(
     state: SwitchState, index: int, inner_state: optax.OptState
 ) -> SwitchState:
     """``state`` with phase ``index``'s state replaced, keeping its dtypes."""
-    inner_states = state.inner_states
-    if isinstance(inner_states, _slots.SharedStates):
-        return state._replace(
-            inner_states=inner_states.with_phase_state(index, inner_state)
-        )
-    inner_state = _engine.cast_like(inner_state, inner_states[index])
-    return state._replace(
-        inner_states=inner_states[:index] + (inner_state,) + inner_states[index + 1 :]
-    )
+    storage = _storage(state)
+    return _rebuild(state, storage.replace_cells(storage.split(index, inner_state)))
 
 
 def switch_at(

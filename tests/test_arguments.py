@@ -200,12 +200,20 @@ def test_unknown_field_raises_at_init_naming_the_existing_fields():
         tx.init(PARAMS)
 
 
+# An init that reads the params' values (not only their shapes), as a
+# lookahead's slow copy would: its re-initialization needs the params.
+COPYING = optax.GradientTransformation(
+    lambda params: jax.tree.map(jnp.array, params),
+    lambda updates, state, params=None: (updates, state),
+)
+
+
 @pytest.mark.parametrize(
     "tx",
     [
-        osw.resettable(ADAM, osw.every(2)),
-        osw.switch_at([ADAM, SGD], [2]),
-        osw.switch_on_plateau([ADAM, SGD]),
+        osw.resettable(COPYING, osw.every(2)),
+        osw.switch_at([SGD, COPYING], [2]),
+        osw.switch_on_plateau([ADAM, COPYING]),
     ],
     ids=["resettable", "switch_at", "switch_on_plateau"],
 )

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from training import assert_trees_close
 
 import optaxswap as osw
 from optaxswap import _switch
@@ -84,9 +85,7 @@ def test_shared_switch_at_matches_unshared_bitwise_and_manual_reinit():
     )
     separate, _ = run(osw.switch_at(three_phases(), boundaries), num_steps=10)
     chex.assert_trees_all_equal(shared, separate)
-    chex.assert_trees_all_close(
-        shared, manual_reinit(three_phases(), boundaries, 10), rtol=1e-6
-    )
+    assert_trees_close(shared, manual_reinit(three_phases(), boundaries, 10))
 
 
 def test_shared_switch_on_plateau_matches_unshared_bitwise():
