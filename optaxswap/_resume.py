@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optaxswap import _placement
 from optaxswap import _resettable
 from optaxswap import _switch
 from optaxswap import _validation
@@ -175,6 +176,7 @@ def check_structure(target: Any, saved: Any) -> None:
 
     Raises:
       ValueError: listing each path that differs and how.
+      FileNotFoundError: if ``saved`` is ``None`` (no checkpoint metadata).
 
     Examples:
       >>> import jax
@@ -194,8 +196,13 @@ def check_structure(target: Any, saved: Any) -> None:
         0.trace: in the target, not in the checkpoint
       Build the target with jax.eval_shape(tx.init, params) ...
     """
-    saved = getattr(saved, "item_metadata", saved)
-    saved = getattr(saved, "tree", saved)
+    if saved is None:
+        raise FileNotFoundError(
+            "saved is None: there is no checkpoint to compare with the target"
+            " (a CheckpointManager's item_metadata(step) is None for a step it"
+            " holds no checkpoint of)."
+        )
+    saved = _metadata_tree(saved)
     differences = structure_differences(
         target, saved, expected_name="the target", found_name="the checkpoint"
     )
@@ -281,11 +288,18 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
         if step is None:
             step = source.latest_step()
             if step is None:
-                raise ValueError(
+                raise FileNotFoundError(
                     f"the CheckpointManager at {source.directory} holds no"
                     " checkpoint to restore."
                 )
-        check_structure(target, _manager_item_metadata(ocp, source, step))
+        elif step not in source.all_steps():
+            raise FileNotFoundError(
+                f"the CheckpointManager at {source.directory} holds no step"
+                f" {step}; its steps: {sorted(source.all_steps())}."
+            )
+        saved = _manager_item_metadata(ocp, source, step)
+        check_structure(target, saved)
+        target = _placed_as_saved(target, saved)
         return source.restore(step, args=ocp.args.StandardRestore(target))
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
@@ -305,9 +319,87 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
             f"the checkpoint path must be absolute, as Orbax requires, got"
             f" {os.fspath(source)!r}; pass os.path.abspath(path)."
         )
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {os.fspath(source)!r}.")
+    if path.is_dir() and not any(path.iterdir()):
+        raise FileNotFoundError(
+            f"no checkpoint at {os.fspath(source)!r}: the directory is empty."
+        )
     with ocp.StandardCheckpointer() as checkpointer:
-        check_structure(target, checkpointer.metadata(path))
-        return checkpointer.restore(path, target)
+        saved = checkpointer.metadata(path)
+        check_structure(target, saved)
+        return checkpointer.restore(path, _placed_as_saved(target, saved))
+
+
+def _metadata_tree(saved: Any) -> Any:
+    """The tree of array metadata in what Orbax's ``metadata`` calls return."""
+    saved = getattr(saved, "item_metadata", saved)
+    return getattr(saved, "tree", saved)
+
+
+def _is_concrete(sharding: Any) -> bool:
+    """Whether ``sharding`` names devices (not ``None``, not an abstract mesh)."""
+    if sharding is None:
+        return False
+    mesh = getattr(sharding, "mesh", None)
+    return not isinstance(mesh, jax.sharding.AbstractMesh)
+
+
+def _saved_sharding(metadata: Any) -> jax.sharding.Sharding | None:
+    """The sharding a leaf was saved with, if this process has its devices."""
+    sharding = getattr(metadata, "sharding", None)
+    if sharding is None:
+        return None
+    try:
+        return sharding.to_jax_sharding()
+    except (KeyError, ValueError):
+        return None  # Saved on devices that this job does not have.
+
+
+def _placed_as_saved(target: Any, saved: Any) -> Any:
+    """``target`` with each leaf that names no devices placed as it was saved.
+
+    ``jax.eval_shape(tx.init, params)`` gives leaves without a sharding (on
+    automatic axes, and the scalars on any mesh) or with a sharding on an
+    abstract mesh (explicit axes), which names no devices: Orbax restores
+    the first onto one device, and fails on the second. The checkpoint
+    records where every leaf was (devices, mesh, axis types, spec), so the
+    run continues with the placement it was saved with, and a compiled train
+    step takes the restored state as it took the saved one. Leaves with a
+    concrete sharding are restored onto it, as Orbax does.
+    """
+    saved_leaves = _leaves_by_path(_metadata_tree(saved))
+
+    def placed(path: Any, leaf: Any) -> Any:
+        sharding = getattr(leaf, "sharding", None)
+        if not hasattr(leaf, "shape") or _is_concrete(sharding):
+            return leaf
+        name = tuple(_key_name(key) for key in path)
+        saved_sharding = _saved_sharding(saved_leaves.get(name))
+        if sharding is None:
+            if saved_sharding is None:
+                return leaf
+        elif not (
+            isinstance(saved_sharding, jax.sharding.NamedSharding)
+            and saved_sharding.mesh.abstract_mesh == sharding.mesh
+        ):
+            raise ValueError(
+                f"the target's leaf {'.'.join(name)} is sharded on an abstract"
+                f" mesh ({sharding.mesh}) that the checkpoint's devices do not"
+                f" form (saved with {saved_sharding}). Give the target concrete"
+                " shardings: jax.ShapeDtypeStruct(shape, dtype, sharding=...)"
+                " with a NamedSharding on a jax.sharding.Mesh."
+            )
+        else:
+            # The target's layout on the saved mesh's devices; the saved
+            # sharding itself where they agree, so that even the spelling of
+            # the spec (P("x") or P("x", None)) is the saved one.
+            wanted = jax.sharding.NamedSharding(saved_sharding.mesh, sharding.spec)
+            if not wanted.is_equivalent_to(saved_sharding, len(leaf.shape)):
+                saved_sharding = wanted
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=saved_sharding)
+
+    return jax.tree_util.tree_map_with_path(placed, target)
 
 
 def _manager_item_metadata(ocp: Any, manager: Any, step: int) -> Any:
@@ -414,4 +506,5 @@ def wrap_state(
         state = _switch.with_phase_state(state, 0, inner_state)
     else:
         state = state._replace(inner_state=inner_state)
-    return state._replace(count=jnp.full((), count, jnp.int32))
+    state = state._replace(count=jnp.full((), count, jnp.int32))
+    return _placement.place_like_params(state, params)
