@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
 import optaxswap as osw
 
@@ -134,8 +135,6 @@ def train(args: argparse.Namespace) -> None:
 
 
 def check_checkpoint_round_trip(directory, tx, params, opt_state, name) -> None:
-    import orbax.checkpoint as ocp  # noqa: PLC0415 - only this part needs Orbax.
-
     with ocp.CheckpointManager(directory) as manager:
         # Every process saves (its shards of) the same checkpoint.
         manager.save(1, args=ocp.args.StandardSave(opt_state))

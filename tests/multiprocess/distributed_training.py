@@ -1,9 +1,9 @@
 """Data-parallel training in a real multi-process job, for ``test_multiprocess.py``.
 
-``python training.py train DIRECTORY`` or ``python training.py resume
-DIRECTORY``, started once per process by :func:`launcher.run_job`. Each
-process holds different local data (its share of every global batch, its own
-validation set) and trains two models on 2 processes x 2 CPU devices:
+``python distributed_training.py train|resume DIRECTORY``, started once per
+process by :func:`launcher.run_job`. Each process holds different local
+data (its share of every global batch, its own validation set) and trains
+two models on 2 processes x 2 CPU devices:
 
 - ``plateau``: ``switch_on_plateau([adam, sgd])`` on a mesh with explicit
   axes (``jax.make_mesh``'s default), fed each process's own host-side
@@ -12,9 +12,9 @@ validation set) and trains two models on 2 processes x 2 CPU devices:
 
 ``train`` runs ``NUM_STEPS`` updates, checkpointing both models with one
 Orbax ``CheckpointManager`` from every process at ``SAVE_STEPS``, then process
-1 dies (SIGKILL) while process 0 goes on: it must end with an error. ``resume``
+1 dies (SIGKILL) and process 0 saves once more: it must end with an error. ``resume``
 starts fresh processes that restore the last complete checkpoint and run to
-``NUM_STEPS``. Neither enters ``jax.set_mesh``. Each process reports, per
+``NUM_STEPS``. Neither trains under ``jax.set_mesh``. Each process reports, per
 update, its phase, reset count, local validation loss and a checksum of every
 param and state byte on its devices, and the compiles of each train step.
 """
@@ -24,7 +24,6 @@ import os
 import pathlib
 import signal
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -213,10 +212,33 @@ def naive_metric_checks(run: Run) -> dict[str, object]:
     return {"differing_error": differing}
 
 
+def host_evaluation_under_set_mesh(run: Run) -> dict[str, object]:
+    """What a jitted function of process-local arrays does under ``set_mesh``."""
+    mesh = run.meshes["plateau"]
+    local_params = jax.device_get(run.tree["plateau"]["params"])
+    local_data = local_examples(split=1)
+    outside = float(evaluate(local_params, *local_data))
+    params, inputs, targets = jax.device_put(
+        (local_params, *local_data), jax.local_devices()[0]
+    )
+    with jax.set_mesh(mesh):
+        try:
+            evaluate(params, inputs, targets)
+            committed_error = None
+        except ValueError as error:
+            committed_error = str(error)
+        from_numpy = evaluate(local_params, *local_data)
+    return {
+        "committed_error": committed_error,
+        "numpy_result_is_global": not from_numpy.is_fully_addressable,
+        "numpy_result_is_own_value": float(from_numpy) == outside,
+    }
+
+
 def train(directory: pathlib.Path) -> None:
     compiles = worker.count_compiles()
     run = Run()
-    checks = naive_metric_checks(run)
+    checks = naive_metric_checks(run) | host_evaluation_under_set_mesh(run)
     initial_tree = run.tree
     options = ocp.CheckpointManagerOptions(max_to_keep=None)
     with ocp.CheckpointManager(directory, options=options) as manager:
@@ -238,13 +260,12 @@ def train(directory: pathlib.Path) -> None:
             placements_kept=run.placed_as(initial_tree),
             **checks,
         )
-        # A peer dies; the survivor's next update waits for it in vain.
+        # A peer dies; the survivor's save waits for it in vain.
         if jax.process_index() == 1:
-            print(f"DYING {time.time()}", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
-        run.update(NUM_STEPS)
-        manager.save(NUM_STEPS + 1, args=ocp.args.StandardSave(run.tree))
+        manager.save(NUM_STEPS, args=ocp.args.StandardSave(run.tree))
         manager.wait_until_finished()
+        run.update(NUM_STEPS)
     print("SURVIVED", flush=True)
 
 
