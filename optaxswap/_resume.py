@@ -223,8 +223,15 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
     transform fails with a list of the paths that differ instead of an Orbax
     error about one of them (or, for a dtype, a silent cast). The restored
     tree has ``target``'s pytree types (NamedTuples, plateau states with their
-    static configuration), dtypes and shardings, so a compiled train step
-    takes it without recompiling.
+    static configuration) and dtypes. Each leaf is placed as it was saved
+    (devices, mesh, axis types, partition spec, as the checkpoint records
+    them) where ``target`` names no devices: ``jax.eval_shape(tx.init,
+    params)`` gives leaves without a sharding (automatic mesh axes, or params
+    on one device) or on an abstract mesh (explicit axes, ``jax.make_mesh``'s
+    default), on which Orbax alone restores onto one device or fails. So a
+    compiled train step takes the restored state without recompiling, in one
+    process or in a multi-process job. A leaf with a concrete sharding is
+    restored onto that sharding (to restore onto other devices).
 
     Orbax is an optional dependency (``pip install orbax-checkpoint``); it is
     imported only when this function runs.
@@ -235,7 +242,7 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
         path-like) of a checkpoint saved with ``ocp.StandardCheckpointer``.
       target: the abstract tree to restore into, usually
         ``jax.eval_shape(tx.init, params)`` (or a dict holding it beside the
-        params, as it was saved); its shardings, if any, are kept.
+        params, as it was saved); its concrete shardings, if any, are kept.
       step: the manager's step to restore; defaults to its latest step. Not
         allowed with a path.
 
@@ -243,11 +250,15 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
       The restored tree, of ``target``'s structure.
 
     Raises:
+      FileNotFoundError: naming the path or the manager's directory, if there
+        is no checkpoint there (a missing path, an empty directory, a manager
+        without steps or without ``step``).
       ValueError: if the checkpoint does not match ``target`` (listing what
-        differs), if the path is relative, if a manager holds no step, if
-        ``step`` is given with a path, or if a manager with custom step names
-        was created without ``item_handlers=ocp.StandardCheckpointHandler()``
-        and never saved or restored its item (its metadata is unreadable).
+        differs), if the path is relative, if ``step`` is given with a path,
+        if a leaf of ``target`` is on an abstract mesh that the checkpoint's
+        devices do not form, or if a manager with custom step names was
+        created without ``item_handlers=ocp.StandardCheckpointHandler()`` and
+        never saved or restored its item (its metadata is unreadable).
       ImportError: if Orbax is not installed.
 
     Examples:

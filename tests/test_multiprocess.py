@@ -10,6 +10,7 @@ resume, the example), about a minute on two cores. Deselect them with
 
 import functools
 import json
+import os
 import pathlib
 import re
 import signal
@@ -178,11 +179,14 @@ def test_survivor_of_a_dead_peer_ends_with_a_clear_error_in_bounded_time(
 
 
 def run_example() -> subprocess.CompletedProcess:
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    environment.pop("XLA_FLAGS", None)
     for _ in range(launcher.ATTEMPTS):
         completed = subprocess.run(
             [sys.executable, str(EXAMPLE), "--processes", "2", "--timeout", "200"],
             capture_output=True,
             text=True,
+            env=environment,
             timeout=240,
             check=False,
         )
