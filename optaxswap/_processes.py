@@ -6,28 +6,20 @@ inside a jitted function from global arrays is the same on every process, but
 a value computed on the host (a validation loss over the process's own
 evaluation shard) is not: fed to ``observe`` as it is, it would make the
 processes switch at different steps and run different optimizers on what
-should be the same params, without any error. Here such a value is either
-checked to be the same on every process (the default: a mistake becomes an
-error) or averaged over the processes (when the user asks for it).
+should be the same params, without any error. Here every concrete value is
+either checked to be the same on every process (the default: a mistake
+becomes an error) or averaged over the processes (when the user asks for it).
 """
 
 from typing import Any, Literal
 
 import jax
 from jax.experimental import multihost_utils
+import jax.numpy as jnp
 import numpy as np
 
 AcrossProcesses = Literal["check", "mean"]
 ACROSS_PROCESSES = ("check", "mean")
-
-
-def check_across_processes(across_processes: Any) -> None:
-    """Raises a ValueError unless ``across_processes`` is a known policy."""
-    if across_processes not in ACROSS_PROCESSES:
-        raise ValueError(
-            f"across_processes must be one of {ACROSS_PROCESSES}, got"
-            f" {across_processes!r}."
-        )
 
 
 def agree(value: Any, across_processes: AcrossProcesses) -> Any:
@@ -55,12 +47,16 @@ def agree(value: Any, across_processes: AcrossProcesses) -> Any:
       ValueError: with ``"check"``, if the processes passed different values,
         naming each process's value.
     """
-    check_across_processes(across_processes)
+    if across_processes not in ACROSS_PROCESSES:
+        raise ValueError(
+            f"across_processes must be one of {ACROSS_PROCESSES}, got"
+            f" {across_processes!r}."
+        )
     if jax.process_count() == 1 or isinstance(value, jax.core.Tracer):
         return value
     host_value = np.asarray(value)
-    if host_value.shape != () or not np.issubdtype(host_value.dtype, np.floating):
-        return value  # Not a float scalar: observe says so on every process.
+    if host_value.shape != () or not jnp.issubdtype(host_value.dtype, jnp.floating):
+        return value  # Not a float scalar: observe refuses it.
     gathered = np.asarray(multihost_utils.process_allgather(host_value))
     if across_processes == "mean":
         return np.asarray(gathered.astype(np.float64).mean(), host_value.dtype)

@@ -198,9 +198,10 @@ def check_structure(target: Any, saved: Any) -> None:
     """
     if saved is None:
         raise FileNotFoundError(
-            "saved is None: there is no checkpoint to compare with the target"
-            " (a CheckpointManager's item_metadata(step) is None for a step it"
-            " holds no checkpoint of)."
+            "saved is None: no checkpoint metadata to compare with the target."
+            " A CheckpointManager's item_metadata(step) is None for a missing"
+            " step, and for an item it has not saved or restored itself: pass"
+            " the manager to osw.restore_checkpoint, which reads it from disk."
         )
     saved = _metadata_tree(saved)
     differences = structure_differences(

@@ -133,6 +133,8 @@ def test_observe_refuses_a_different_host_value_on_each_process(trained):
     found = re.findall(r"process (\d): ([-\d.e]+)", messages[0])
     assert [index for index, _ in found] == ["0", "1"]
     assert found[0][1] != found[1][1]
+    for report in reports:
+        assert "process 0: 0.0, process 1: 1.0" in report["differing_bfloat16_error"]
 
 
 @multiprocess

@@ -203,13 +203,21 @@ def naive_metric_checks(run: Run) -> dict[str, object]:
         differing = None
     except ValueError as error:
         differing = str(error)
+    try:
+        osw.observe(opt_state, np.asarray(jax.process_index(), jnp.bfloat16))
+        differing_bfloat16 = None
+    except ValueError as error:
+        differing_bfloat16 = str(error)
     # The same value everywhere passes the check, as does a global array (the
     # loss over the global batch, from a jitted function).
     osw.observe(opt_state, 1.0)
     global_loss = evaluate(params, *run.batches["plateau"])
     assert not global_loss.is_fully_addressable
     osw.observe(opt_state, global_loss)
-    return {"differing_error": differing}
+    return {
+        "differing_error": differing,
+        "differing_bfloat16_error": differing_bfloat16,
+    }
 
 
 def host_evaluation_under_set_mesh(run: Run) -> dict[str, object]:
