@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from optaxswap import _observing
+from optaxswap import _processes
 from optaxswap import _resettable
 from optaxswap import _state_tree
 from optaxswap import _switch
@@ -21,7 +22,13 @@ from optaxswap import _switch
 Tree = TypeVar("Tree")
 
 
-def observe(opt_state: Tree, value: Any, *, axis_name: Any = None) -> Tree:
+def observe(
+    opt_state: Tree,
+    value: Any,
+    *,
+    axis_name: Any = None,
+    across_processes: _processes.AcrossProcesses = "check",
+) -> Tree:
     """Feeds one metric value to every metric-watching trigger in ``opt_state``.
 
     Those are :func:`on_plateau` and :func:`on_spike` triggers. This is
@@ -35,12 +42,23 @@ def observe(opt_state: Tree, value: Any, *, axis_name: Any = None) -> Tree:
       value: a float scalar, e.g. a validation loss.
       axis_name: under ``pmap``/``shard_map``, average ``value`` over this
         axis first so every replica observes the same number.
+      across_processes: in a multi-process (``jax.distributed``) run, what
+        to do with a concrete ``value`` (a Python float, a NumPy scalar, an
+        array), which may differ between processes: ``"check"`` (the
+        default) checks that every process passed the same value, ``"mean"``
+        averages the processes' values; either is one all-gather of a
+        scalar. A traced value (``observe`` called inside ``jit``,
+        ``shard_map`` or ``pmap``) is used as it is, as is any value in a
+        single process.
 
     Returns:
       ``opt_state`` with its metric-watching trigger states advanced.
 
     Raises:
-      ValueError: if ``value`` is not a floating-point scalar.
+      ValueError: if ``value`` is not a floating-point scalar, if
+        ``across_processes`` is not ``"check"`` or ``"mean"``, or, with
+        ``"check"``, if the processes passed different values (naming each
+        process's value, on every process).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -58,6 +76,7 @@ def observe(opt_state: Tree, value: Any, *, axis_name: Any = None) -> Tree:
       >>> int(osw.phase(state))
       1
     """
+    value = _processes.agree(value, across_processes)
     value = _observing.metric_value(value, axis_name=axis_name)
     return _state_tree.rewrite(
         opt_state, _observing.ObservingState, lambda state: state.observe(value)

@@ -9,6 +9,7 @@ import optax
 
 from optaxswap import _engine
 from optaxswap import _fields
+from optaxswap import _placement
 from optaxswap import _triggers
 from optaxswap import _validation
 
@@ -87,13 +88,14 @@ def resettable(
         inner_state = _engine.strong(inner.init(params))
         if fields is not None:
             _fields.leaves_named(inner_state, fields)
-        return ResettableState(
+        state = ResettableState(
             count=jnp.zeros((), jnp.int32),
             resets=jnp.zeros((), jnp.int32),
             requested=jnp.zeros((), jnp.bool_),
             trigger_state=_engine.strong(trigger.init(params)),
             inner_state=inner_state,
         )
+        return _placement.place_like_params(state, params)
 
     def update_fn(
         updates: optax.Updates,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optaxswap import _placement
 from optaxswap import _resettable
 from optaxswap import _switch
 from optaxswap import _validation
@@ -175,6 +176,7 @@ def check_structure(target: Any, saved: Any) -> None:
 
     Raises:
       ValueError: listing each path that differs and how.
+      FileNotFoundError: if ``saved`` is ``None`` (no checkpoint metadata).
 
     Examples:
       >>> import jax
@@ -194,8 +196,14 @@ def check_structure(target: Any, saved: Any) -> None:
         0.trace: in the target, not in the checkpoint
       Build the target with jax.eval_shape(tx.init, params) ...
     """
-    saved = getattr(saved, "item_metadata", saved)
-    saved = getattr(saved, "tree", saved)
+    if saved is None:
+        raise FileNotFoundError(
+            "saved is None: no checkpoint metadata to compare with the target."
+            " A CheckpointManager's item_metadata(step) is None for a missing"
+            " step, and for an item it has not saved or restored itself: pass"
+            " the manager to osw.restore_checkpoint, which reads it from disk."
+        )
+    saved = _metadata_tree(saved)
     differences = structure_differences(
         target, saved, expected_name="the target", found_name="the checkpoint"
     )
@@ -216,8 +224,15 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
     transform fails with a list of the paths that differ instead of an Orbax
     error about one of them (or, for a dtype, a silent cast). The restored
     tree has ``target``'s pytree types (NamedTuples, plateau states with their
-    static configuration), dtypes and shardings, so a compiled train step
-    takes it without recompiling.
+    static configuration) and dtypes. Each leaf is placed as it was saved
+    (devices, mesh, axis types, partition spec, as the checkpoint records
+    them) where ``target`` names no devices: ``jax.eval_shape(tx.init,
+    params)`` gives leaves without a sharding (automatic mesh axes, or params
+    on one device) or on an abstract mesh (explicit axes, ``jax.make_mesh``'s
+    default), on which Orbax alone restores onto one device or fails. So a
+    compiled train step takes the restored state without recompiling, in one
+    process or in a multi-process job. A leaf with a concrete sharding is
+    restored onto that sharding (to restore onto other devices).
 
     Orbax is an optional dependency (``pip install orbax-checkpoint``); it is
     imported only when this function runs.
@@ -228,7 +243,7 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
         path-like) of a checkpoint saved with ``ocp.StandardCheckpointer``.
       target: the abstract tree to restore into, usually
         ``jax.eval_shape(tx.init, params)`` (or a dict holding it beside the
-        params, as it was saved); its shardings, if any, are kept.
+        params, as it was saved); its concrete shardings, if any, are kept.
       step: the manager's step to restore; defaults to its latest step. Not
         allowed with a path.
 
@@ -236,11 +251,15 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
       The restored tree, of ``target``'s structure.
 
     Raises:
+      FileNotFoundError: naming the path or the manager's directory, if there
+        is no checkpoint there (a missing path, an empty directory, a manager
+        without steps or without ``step``).
       ValueError: if the checkpoint does not match ``target`` (listing what
-        differs), if the path is relative, if a manager holds no step, if
-        ``step`` is given with a path, or if a manager with custom step names
-        was created without ``item_handlers=ocp.StandardCheckpointHandler()``
-        and never saved or restored its item (its metadata is unreadable).
+        differs), if the path is relative, if ``step`` is given with a path,
+        if a leaf of ``target`` is on an abstract mesh that the checkpoint's
+        devices do not form, or if a manager with custom step names was
+        created without ``item_handlers=ocp.StandardCheckpointHandler()`` and
+        never saved or restored its item (its metadata is unreadable).
       ImportError: if Orbax is not installed.
 
     Examples:
@@ -281,11 +300,18 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
         if step is None:
             step = source.latest_step()
             if step is None:
-                raise ValueError(
+                raise FileNotFoundError(
                     f"the CheckpointManager at {source.directory} holds no"
                     " checkpoint to restore."
                 )
-        check_structure(target, _manager_item_metadata(ocp, source, step))
+        elif step not in source.all_steps():
+            raise FileNotFoundError(
+                f"the CheckpointManager at {source.directory} holds no step"
+                f" {step}; its steps: {sorted(source.all_steps())}."
+            )
+        saved = _manager_item_metadata(ocp, source, step)
+        check_structure(target, saved)
+        target = _placed_as_saved(target, saved)
         return source.restore(step, args=ocp.args.StandardRestore(target))
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
@@ -305,9 +331,87 @@ def restore_checkpoint(source: Any, target: Any, *, step: int | None = None) -> 
             f"the checkpoint path must be absolute, as Orbax requires, got"
             f" {os.fspath(source)!r}; pass os.path.abspath(path)."
         )
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {os.fspath(source)!r}.")
+    if path.is_dir() and not any(path.iterdir()):
+        raise FileNotFoundError(
+            f"no checkpoint at {os.fspath(source)!r}: the directory is empty."
+        )
     with ocp.StandardCheckpointer() as checkpointer:
-        check_structure(target, checkpointer.metadata(path))
-        return checkpointer.restore(path, target)
+        saved = checkpointer.metadata(path)
+        check_structure(target, saved)
+        return checkpointer.restore(path, _placed_as_saved(target, saved))
+
+
+def _metadata_tree(saved: Any) -> Any:
+    """The tree of array metadata in what Orbax's ``metadata`` calls return."""
+    saved = getattr(saved, "item_metadata", saved)
+    return getattr(saved, "tree", saved)
+
+
+def _is_concrete(sharding: Any) -> bool:
+    """Whether ``sharding`` names devices (not ``None``, not an abstract mesh)."""
+    if sharding is None:
+        return False
+    mesh = getattr(sharding, "mesh", None)
+    return not isinstance(mesh, jax.sharding.AbstractMesh)
+
+
+def _saved_sharding(metadata: Any) -> jax.sharding.Sharding | None:
+    """The sharding a leaf was saved with, if this process has its devices."""
+    sharding = getattr(metadata, "sharding", None)
+    if sharding is None:
+        return None
+    try:
+        return sharding.to_jax_sharding()
+    except (KeyError, ValueError):
+        return None  # Saved on devices that this job does not have.
+
+
+def _placed_as_saved(target: Any, saved: Any) -> Any:
+    """``target`` with each leaf that names no devices placed as it was saved.
+
+    ``jax.eval_shape(tx.init, params)`` gives leaves without a sharding (on
+    automatic axes, and the scalars on any mesh) or with a sharding on an
+    abstract mesh (explicit axes), which names no devices: Orbax restores
+    the first onto one device, and fails on the second. The checkpoint
+    records where every leaf was (devices, mesh, axis types, spec), so the
+    run continues with the placement it was saved with, and a compiled train
+    step takes the restored state as it took the saved one. Leaves with a
+    concrete sharding are restored onto it, as Orbax does.
+    """
+    saved_leaves = _leaves_by_path(_metadata_tree(saved))
+
+    def placed(path: Any, leaf: Any) -> Any:
+        sharding = getattr(leaf, "sharding", None)
+        if not hasattr(leaf, "shape") or _is_concrete(sharding):
+            return leaf
+        name = tuple(_key_name(key) for key in path)
+        saved_sharding = _saved_sharding(saved_leaves.get(name))
+        if sharding is None:
+            if saved_sharding is None:
+                return leaf
+        elif not (
+            isinstance(saved_sharding, jax.sharding.NamedSharding)
+            and saved_sharding.mesh.abstract_mesh == sharding.mesh
+        ):
+            raise ValueError(
+                f"the target's leaf {'.'.join(name)} is sharded on an abstract"
+                f" mesh ({sharding.mesh}) that the checkpoint's devices do not"
+                f" form (saved with {saved_sharding}). Give the target concrete"
+                " shardings: jax.ShapeDtypeStruct(shape, dtype, sharding=...)"
+                " with a NamedSharding on a jax.sharding.Mesh."
+            )
+        else:
+            # The target's layout on the saved mesh's devices; the saved
+            # sharding itself where they agree, so that even the spelling of
+            # the spec (P("x") or P("x", None)) is the saved one.
+            wanted = jax.sharding.NamedSharding(saved_sharding.mesh, sharding.spec)
+            if not wanted.is_equivalent_to(saved_sharding, len(leaf.shape)):
+                saved_sharding = wanted
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=saved_sharding)
+
+    return jax.tree_util.tree_map_with_path(placed, target)
 
 
 def _manager_item_metadata(ocp: Any, manager: Any, step: int) -> Any:
@@ -414,4 +518,5 @@ def wrap_state(
         state = _switch.with_phase_state(state, 0, inner_state)
     else:
         state = state._replace(inner_state=inner_state)
-    return state._replace(count=jnp.full((), count, jnp.int32))
+    state = state._replace(count=jnp.full((), count, jnp.int32))
+    return _placement.place_like_params(state, params)

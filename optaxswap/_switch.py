@@ -9,6 +9,7 @@ import optax
 
 from optaxswap import _engine
 from optaxswap import _observing
+from optaxswap import _placement
 from optaxswap import _plateau
 from optaxswap import _resettable
 from optaxswap import _slots
@@ -138,7 +139,7 @@ def switch(
 
     def init_fn(params: optax.Params) -> SwitchState:
         inner_states = _engine.strong(tuple(tx.init(params) for tx in transforms))
-        return SwitchState(
+        state = SwitchState(
             count=jnp.zeros((), jnp.int32),
             phase=jnp.zeros((), jnp.int32),
             requested=jnp.zeros((), jnp.bool_),
@@ -149,6 +150,7 @@ def switch(
                 else inner_states
             ),
         )
+        return _placement.place_like_params(state, params)
 
     def update_fn(
         updates: optax.Updates,

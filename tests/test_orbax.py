@@ -9,6 +9,9 @@ import sys
 import chex
 import jax
 import jax.numpy as jnp
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -396,10 +399,69 @@ def test_restore_checkpoint_rejects_step_with_a_path(two_phase_checkpoint):
         osw.restore_checkpoint(two_phase_checkpoint, make_params(), step=3)
 
 
-def test_restore_checkpoint_rejects_an_empty_manager(tmp_path):
+def test_restore_checkpoint_from_an_empty_manager_is_file_not_found(tmp_path):
     with ocp.CheckpointManager(tmp_path / "empty") as manager:
-        with pytest.raises(ValueError, match="holds no checkpoint"):
+        with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'empty'}.*no"):
             osw.restore_checkpoint(manager, make_params())
+
+
+def test_restore_checkpoint_of_a_missing_step_is_file_not_found(tmp_path):
+    with ocp.CheckpointManager(tmp_path / "run") as manager:
+        manager.save(3, args=ocp.args.StandardSave(make_params()))
+        manager.wait_until_finished()
+        with pytest.raises(FileNotFoundError, match=r"no step 4; its steps: \[3\]"):
+            osw.restore_checkpoint(manager, make_params(), step=4)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty directory"])
+def test_restore_checkpoint_of_a_missing_path_is_file_not_found(tmp_path, kind):
+    path = tmp_path / "state"
+    if kind == "empty directory":
+        path.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint at '{path}'"):
+        osw.restore_checkpoint(path, make_params())
+
+
+def test_check_structure_without_saved_metadata_is_file_not_found():
+    with pytest.raises(FileNotFoundError, match="saved is None"):
+        osw.check_structure(make_params(), None)
+
+
+@pytest.mark.parametrize("axis_type", [AxisType.Auto, AxisType.Explicit])
+def test_restore_on_a_mesh_places_every_leaf_as_saved_and_compiles_once(
+    tmp_path, axis_type
+):
+    """The documented target, ``jax.eval_shape(tx.init, params)``, on a mesh.
+
+    Under explicit axes its leaves are on an abstract mesh (Orbax cannot
+    restore onto those); under automatic axes they have no sharding (Orbax
+    would restore them onto one device, and the step would compile again).
+    """
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(axis_type,))
+    tx = TRANSFORMS["switch_on_plateau"]()
+
+    @jax.jit
+    def train_step(params, opt_state):
+        grads = jax.grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params, value=loss_fn(params))
+        return optax.apply_updates(params, updates), opt_state
+
+    params = jax.device_put(make_params(), NamedSharding(mesh, P()))
+    with count_compilations() as compilations:
+        saved = train_step(params, tx.init(params))
+        with ocp.CheckpointManager(tmp_path / "run") as manager:
+            manager.save(1, args=ocp.args.StandardSave(saved))
+            manager.wait_until_finished()
+        target = jax.eval_shape(lambda params: (params, tx.init(params)), make_params())
+        with ocp.CheckpointManager(tmp_path / "run") as manager:
+            restored = osw.restore_checkpoint(manager, target)
+        assert_identical_trees(restored, saved)
+        for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(saved)):
+            assert got.sharding == want.sharding
+        uninterrupted = train_step(*saved)
+        resumed = train_step(*restored)
+    assert_identical_trees(resumed, uninterrupted)
+    assert compilations["jit(train_step)"] == 1
 
 
 def test_restore_checkpoint_from_a_manager_with_custom_step_names(tmp_path):
