@@ -136,9 +136,37 @@ CASES = [
     ),
     pytest.param(
         lambda lr: Case(
+            osw.switch_at([adam(lr), momentum(lr)], [3], execution="fused"), no_drive
+        ),
+        id="switch_at-fused",
+    ),
+    pytest.param(
+        lambda lr: Case(
+            osw.switch(
+                [adam(lr), momentum(lr)],
+                osw.every(3),
+                cycle=True,
+                share_memory=True,
+                execution="fused",
+            ),
+            no_drive,
+        ),
+        id="switch-every_cycle_shared_fused",
+    ),
+    pytest.param(
+        lambda lr: Case(
             osw.switch_on_plateau([adam(lr), momentum(lr)], patience=2), value_drive
         ),
         id="switch_on_plateau-value",
+    ),
+    pytest.param(
+        lambda lr: Case(
+            osw.switch_on_plateau(
+                [adam(lr), momentum(lr), optax.adamw(lr)], patience=2, share_memory=True
+            ),
+            value_drive,
+        ),
+        id="switch_on_plateau-value_shared",
     ),
     pytest.param(
         lambda lr: Case(

@@ -24,6 +24,7 @@ SCENARIOS_BY_DEVICE_COUNT = {
         "shard_map_value_argument",
         "mesh_data_parallel",
         "mesh_fsdp_auto_axes",
+        "explicit_axes_eager_updates",
     ),
     4: ("pmap_value_argument", "mesh_fsdp"),
 }
@@ -90,3 +91,7 @@ def test_mesh_fsdp_states_keep_their_params_sharding_through_switches():
 
 def test_mesh_fsdp_with_automatic_axes_keeps_shardings():
     check(2, "mesh_fsdp_auto_axes")
+
+
+def test_explicit_axes_updates_outside_jit_keep_every_leaf_type():
+    check(2, "explicit_axes_eager_updates")

@@ -404,3 +404,30 @@ def test_inspect_reads_jaxprs():
     assert not _inspect.reads_values(jnp.zeros_like, x)
     assert _inspect.reads_values(jnp.copy, x)
     assert _inspect.reads_values(lambda x: x, x)
+
+
+def test_shared_slots_under_nnx_optimizer_train_like_separate_states():
+    nnx = pytest.importorskip("flax.nnx")
+    inputs = jax.random.normal(jax.random.key(0), (16, 3))
+    targets = jnp.sin(inputs.sum(axis=1, keepdims=True))
+
+    def train(share_memory):
+        model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+        tx = osw.switch_at(
+            [optax.adam(0.05), optax.sgd(0.05, momentum=0.9)],
+            [2],
+            share_memory=share_memory,
+        )
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+        @nnx.jit
+        def step(model, optimizer):
+            grads = nnx.grad(lambda m: jnp.mean((m(inputs) - targets) ** 2))(model)
+            optimizer.update(model, grads)
+
+        for _ in range(5):
+            step(model, optimizer)
+        assert int(osw.phase(optimizer.opt_state)[...]) == 1
+        return nnx.as_pure(nnx.state(model))
+
+    jax.tree.map(np.testing.assert_array_equal, train(True), train(False))

@@ -352,6 +352,37 @@ def mesh_fsdp_auto_axes() -> None:
     _mesh_run({"w1": P("data", None), "w2": P("data"), "b": P()}, AxisType.Auto)
 
 
+def explicit_axes_eager_updates() -> None:
+    """Outside jit, under set_mesh with Explicit axes, every combinator keeps
+    each state leaf's type (sharding included) through resets and switches,
+    as optax's own sharding tests check for bare optimizers."""
+    mesh = jax.make_mesh((2,), ("x",), axis_types=(AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        params = {
+            "w": jax.device_put(
+                jnp.arange(16.0).reshape(2, 8), NamedSharding(mesh, P(None, "x"))
+            ),
+            "b": jax.device_put(jnp.ones(4), NamedSharding(mesh, P())),
+        }
+        adam, sgd = optax.adam(0.1), optax.sgd(0.1, momentum=0.9)
+        for tx in (
+            osw.resettable(adam, osw.every(2)),
+            osw.resettable(adam, osw.every(2), fields=("mu",)),
+            osw.switch_at([adam, sgd], [2]),
+            osw.switch_at([adam, sgd], [2], share_memory=True),
+            osw.switch_at([adam, sgd], [2], execution="fused"),
+            osw.switch([adam, sgd], osw.every(2), cycle=True),
+        ):
+            state = tx.init(params)
+            types = [jax.typeof(leaf) for leaf in jax.tree.leaves(state)]
+            for _ in range(5):
+                updates, state = tx.update(params, state, params)
+                assert [jax.typeof(leaf) for leaf in jax.tree.leaves(state)] == types
+                assert jax.tree.map(jax.typeof, updates) == jax.tree.map(
+                    jax.typeof, params
+                )
+
+
 SCENARIOS = {
     scenario.__name__: scenario
     for scenario in (
@@ -361,6 +392,7 @@ SCENARIOS = {
         mesh_data_parallel,
         mesh_fsdp,
         mesh_fsdp_auto_axes,
+        explicit_axes_eager_updates,
     )
 }
 
