@@ -251,8 +251,16 @@ class _Phases:
         self.state = state
         self.enterable = enterable
         self.inputs = inputs
-        # Each phase's own dtypes, for reading it out of shared slots.
-        self.likes = [jax.eval_shape(tx.init, inputs.template) for tx in transforms]
+        # Each phase's own dtypes, for reading it out of shared slots (which
+        # store the promotion of the phases' dtypes). Without params, the
+        # updates' dtypes say nothing about the state's: read as stored.
+        cells = storage.cells()
+        self.likes = [
+            jax.eval_shape(tx.init, inputs.params)
+            if inputs.params is not None
+            else storage.replace_cells(cells).phase_state(index)
+            for index, tx in enumerate(transforms)
+        ]
 
     def __len__(self) -> int:
         return len(self.transforms)
