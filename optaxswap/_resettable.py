@@ -9,6 +9,7 @@ import optax
 
 from optaxswap import _engine
 from optaxswap import _fields
+from optaxswap import _observing
 from optaxswap import _triggers
 from optaxswap import _validation
 
@@ -101,6 +102,9 @@ def resettable(
         params: optax.Params | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, ResettableState]:
+        # The trigger reads every extra argument; the inner, all but its own.
+        inner_args = _observing.inner_extra_args(state.trigger_state, extra_args)
+
         def reinitialize(state: ResettableState) -> ResettableState:
             fresh = inner.init(params)
             if fields is not None:
@@ -114,7 +118,7 @@ def resettable(
             updates: optax.Updates, state: ResettableState
         ) -> tuple[optax.Updates, ResettableState]:
             updates, inner_state = inner.update(
-                updates, state.inner_state, params, **extra_args
+                updates, state.inner_state, params, **inner_args
             )
             return updates, state._replace(
                 inner_state=_engine.cast_like(inner_state, state.inner_state)
