@@ -7,8 +7,9 @@ Variables are pytree nodes, so traversal sees through them; values are read
 as arrays and written back into variables of the same type.
 
 ``nnx.state`` keeps a state's arrays but turns each ``NamedTuple`` or
-dataclass node into a mapping of its fields, and drops its static metadata
-(a plateau trigger's settings). Such a mapping is recognized by its field
+dataclass node into a mapping of its fields, leaves out the fields that hold
+no array (a stateless trigger's ``()``), and drops the static metadata (a
+plateau trigger's settings). Such a mapping is recognized by its field
 names: the readers and the request writers work on it, while a writer that
 needs the settings raises.
 """
@@ -81,18 +82,25 @@ def _array_fields(kind: type) -> frozenset[str]:
     )
 
 
+# The fields that hold nested pytrees rather than one array: nnx.state
+# leaves them out where they hold no array at all.
+_NESTED_FIELDS = frozenset({"trigger_state", "inner_state", "inner_states"})
+
+
 def kind_of(node: Any, state_type: type[State]) -> type[State] | None:
     """The type of ``state_type`` that ``node`` is, or is the mapping of.
 
-    A mapping is one of ``state_type`` if its keys are exactly the array
-    fields of one of its kinds (as ``nnx.state`` writes the state).
+    A mapping is one of ``state_type`` if its keys are array fields of one of
+    its kinds, all of them but possibly nested ones (as ``nnx.state`` writes
+    the state).
     """
     if isinstance(node, state_type):
         return type(node)
     if isinstance(node, Mapping):
         keys = frozenset(node.keys())
         for kind in _kinds(state_type):
-            if keys == _array_fields(kind):
+            fields = _array_fields(kind)
+            if fields - _NESTED_FIELDS <= keys <= fields:
                 return kind
     return None
 
@@ -141,9 +149,10 @@ def _apply_to_mapping(
             " static metadata, which nnx.state() drops): pass the"
             " nnx.Optimizer itself, or optimizer.opt_state, instead."
         )
-    as_state = kind(**node)
+    # A field that nnx.state left out held no array: () stands in for it.
+    as_state = kind(**{name: node.get(name, ()) for name in kind._fields})
     new = rewrap(as_state, fn(unwrap(as_state)))
-    return type(node)(new._asdict())
+    return type(node)({name: getattr(new, name) for name in node})
 
 
 def rewrite(tree: Tree, state_type: type[State], fn: Callable[[State], State]) -> Tree:
