@@ -50,16 +50,20 @@ def metric_dtype() -> jnp.dtype:
 def metric_value(
     value: Any, *, name: str = "value", axis_name: Any = None
 ) -> jax.Array:
-    """Checks a metric value and returns it as a scalar of :func:`metric_dtype`.
+    """Checks a metric value and returns it as a float scalar.
 
-    The check runs on types, shapes and dtypes, so a bad value fails at trace
-    time, naming the argument ``name`` it came from.
+    The scalar is no narrower than :func:`metric_dtype`; each state then casts
+    it to its own float dtype. The check runs on types, shapes and dtypes, so
+    a bad value fails at trace time, naming the argument ``name`` it came
+    from.
     """
     expected = (
         f"{name} must be a floating-point scalar (a float or a 0-d float array),"
         f" got {value!r} of type {type(value).__name__}."
     )
-    if not isinstance(value, jax.Array | np.ndarray | np.number | numbers.Real):
+    if not isinstance(
+        value, jax.Array | np.ndarray | np.number | np.bool_ | numbers.Real
+    ):
         raise TypeError(expected)
     try:
         value = jnp.asarray(value)
