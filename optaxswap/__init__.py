@@ -16,6 +16,7 @@ from optaxswap._resume import restore_checkpoint
 from optaxswap._resume import wrap_state
 from optaxswap._spike import SpikeState
 from optaxswap._spike import on_spike
+from optaxswap._summary import summary
 from optaxswap._swats import swats
 from optaxswap._switch import SwitchState
 from optaxswap._switch import switch
@@ -54,6 +55,7 @@ __all__ = (
     "reset_count",
     "resettable",
     "restore_checkpoint",
+    "summary",
     "swats",
     "switch",
     "switch_at",

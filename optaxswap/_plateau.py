@@ -22,6 +22,7 @@ class PlateauConfig:
     atol: float
     mode: Literal["min", "max"]
     accumulation_size: int
+    metric_arg: str | None
 
 
 @jax.tree_util.register_dataclass
@@ -30,13 +31,14 @@ class PlateauState(_observing.ObservingState):
     """State of :func:`on_plateau`.
 
     Attributes:
-      best: float32, the best observation so far (``+inf`` in ``"min"`` mode
-        and ``-inf`` in ``"max"`` mode until the first finite one).
+      best: the best observation so far (``+inf`` in ``"min"`` mode and
+        ``-inf`` in ``"max"`` mode until the first finite one); float32, or
+        float64 with ``jax_enable_x64``, like ``accumulated``.
       bad_count: int32, observations since the last improvement.
       cooldown_count: int32, observations left in the running cooldown.
       pending: bool, the bad count reached ``patience`` since the last update;
         the next update fires.
-      accumulated: float32, sum of the values of the observation in progress.
+      accumulated: sum of the values of the observation in progress.
       num_accumulated: int32, how many values it holds so far.
       config: the trigger's hyper-parameters (static metadata, not a leaf).
     """
@@ -51,7 +53,7 @@ class PlateauState(_observing.ObservingState):
 
     def observe(self, value: jax.Array) -> "PlateauState":
         config = self.config
-        accumulated = self.accumulated + value
+        accumulated = self.accumulated + value.astype(self.accumulated.dtype)
         num_accumulated = self.num_accumulated + 1
         complete = num_accumulated >= config.accumulation_size
         judged = dataclasses.replace(
@@ -110,12 +112,15 @@ def on_plateau(
     mode: Literal["min", "max"] = "min",
     accumulation_size: int = 1,
     axis_name: Any = None,
+    metric_arg: str | None = "value",
 ) -> _triggers.Trigger:
     """Fires when a metric has not improved for ``patience`` observations.
 
-    Values come from the ``value=`` extra argument of ``update`` (an update
-    without it observes nothing) and from :func:`optaxswap.observe`. An
-    observation is the mean of ``accumulation_size`` consecutive values.
+    Values come from the extra argument of ``update`` named ``metric_arg``
+    (``value=`` by default; an update without it observes nothing) and from
+    :func:`optaxswap.observe`. An observation is the mean of
+    ``accumulation_size`` consecutive values. Comparisons are made in the
+    metric's precision: float32, or float64 with ``jax_enable_x64``.
 
     In ``"min"`` mode an observation ``v`` improves on ``best`` iff
     ``v < best - (rtol * |best| + atol)`` (``"max"``: iff
@@ -138,12 +143,19 @@ def on_plateau(
       accumulation_size: values averaged into one observation, ``>= 1``; use
         more than one to smooth a per-step training loss.
       axis_name: under ``pmap``/``shard_map``, the axis over which each
-        ``value=`` is averaged first, so every replica decides alike.
+        value given to ``update`` is averaged first, so every replica decides
+        alike.
+      metric_arg: the keyword of ``update`` that carries the metric. A name
+        other than ``"value"`` is the trigger's own: a combinator does not
+        forward it to its inner transforms, while ``value=`` (the training
+        loss that ``optax.lbfgs`` or ``optax.polyak_sgd`` read) always is.
+        ``None`` reads no keyword: only :func:`optaxswap.observe` feeds it.
 
     Returns:
       A :class:`Trigger` with a :class:`PlateauState`.
 
     Raises:
+      TypeError: if an argument has the wrong type.
       ValueError: if an argument is out of range.
 
     Examples:
@@ -169,19 +181,23 @@ def on_plateau(
         accumulation_size=_validation.check_int(
             "accumulation_size", accumulation_size, minimum=1
         ),
+        metric_arg=_validation.check_metric_arg(metric_arg),
     )
     worst = jnp.inf if config.mode == "min" else -jnp.inf
 
     def init_fn(params: optax.Params) -> PlateauState:
         del params
+        dtype = _observing.metric_dtype()
         return PlateauState(
-            best=jnp.full((), worst, jnp.float32),
+            best=jnp.full((), worst, dtype),
             bad_count=jnp.zeros((), jnp.int32),
             cooldown_count=jnp.zeros((), jnp.int32),
             pending=jnp.zeros((), jnp.bool_),
-            accumulated=jnp.zeros((), jnp.float32),
+            accumulated=jnp.zeros((), dtype),
             num_accumulated=jnp.zeros((), jnp.int32),
             config=config,
         )
 
-    return _observing.observing_trigger(init_fn, axis_name)
+    return _observing.observing_trigger(
+        init_fn, metric_arg=config.metric_arg, axis_name=axis_name
+    )

@@ -19,6 +19,7 @@ class SpikeConfig:
     factor: float
     window: int
     warmup: int
+    metric_arg: str | None
 
 
 @jax.tree_util.register_dataclass
@@ -27,8 +28,9 @@ class SpikeState(_observing.ObservingState):
     """State of :func:`on_spike`.
 
     Attributes:
-      recent: float32 ``[window]``, a ring buffer of the last recorded values
-        (zeros where nothing was recorded yet).
+      recent: ``[window]``, a ring buffer of the last recorded values (zeros
+        where nothing was recorded yet); float32, or float64 with
+        ``jax_enable_x64``.
       num_recorded: int32, values recorded so far (saturating); the next one
         goes to ``recent[num_recorded % window]``.
       pending: bool, a spike was observed since the last update; the next
@@ -43,8 +45,8 @@ class SpikeState(_observing.ObservingState):
 
     def observe(self, value: jax.Array) -> "SpikeState":
         config = self.config
-        num_in_window = jnp.minimum(self.num_recorded, config.window)
-        mean = jnp.sum(self.recent) / jnp.maximum(num_in_window, 1).astype(jnp.float32)
+        value = value.astype(self.recent.dtype)
+        mean = self.mean()
         finite = jnp.isfinite(value)
         # The margin is written against |mean| so that the rule stays "well
         # above the recent level" for a negative metric too; for a positive
@@ -66,6 +68,20 @@ class SpikeState(_observing.ObservingState):
             pending=self.pending | spike,
         )
 
+    def mean(self) -> jax.Array:
+        """The mean of the recorded values in the window (0 before any)."""
+        return running_mean(self.recent, self.num_recorded)
+
+
+def running_mean(recent: jax.Array, num_recorded: jax.Array) -> jax.Array:
+    """The mean of a spike trigger's window (0 before any value is recorded).
+
+    Computed from the arrays alone (the window is ``recent``'s last axis), so
+    it also reads a state whose static config was dropped, or a batch of them.
+    """
+    num_in_window = jnp.minimum(num_recorded, recent.shape[-1])
+    return jnp.sum(recent, axis=-1) / jnp.maximum(num_in_window, 1).astype(recent.dtype)
+
 
 def on_spike(
     *,
@@ -73,17 +89,18 @@ def on_spike(
     window: int = 100,
     warmup: int | None = None,
     axis_name: Any = None,
+    metric_arg: str | None = "value",
 ) -> _triggers.Trigger:
     """Fires when a metric value jumps above ``factor`` times its recent mean.
 
-    Values come from the ``value=`` extra argument of ``update`` (an update
-    without it observes nothing) and from :func:`optaxswap.observe`, like
-    :func:`on_plateau`'s. A value ``v`` is a spike iff at least ``warmup``
-    values were recorded before it and ``v > mean + (factor - 1) * |mean|``
-    (that is ``v > factor * mean`` for a positive mean, as a loss has), where
-    ``mean`` is the mean of the last ``min(window, recorded)`` recorded values,
-    taken before ``v`` joins them. A non-finite value (a NaN or infinite loss)
-    is a spike once warmed up.
+    Values come from the extra argument of ``update`` named ``metric_arg``
+    (``value=`` by default; an update without it observes nothing) and from
+    :func:`optaxswap.observe`, like :func:`on_plateau`'s. A value ``v`` is a
+    spike iff at least ``warmup`` values were recorded before it and
+    ``v > mean + (factor - 1) * |mean|`` (that is ``v > factor * mean`` for a
+    positive mean, as a loss has), where ``mean`` is the mean of the last
+    ``min(window, recorded)`` recorded values, taken before ``v`` joins them.
+    A non-finite value (a NaN or infinite loss) is a spike once warmed up.
 
     Every finite value is recorded, spikes included, so the spike raises the
     mean that the next values are compared with, and a lasting change of level
@@ -102,7 +119,11 @@ def on_spike(
       warmup: values recorded before anything can fire, ``>= 1``; defaults to
         ``window``.
       axis_name: under ``pmap``/``shard_map``, the axis over which each
-        ``value=`` is averaged first, so every replica decides alike.
+        value given to ``update`` is averaged first, so every replica decides
+        alike.
+      metric_arg: the keyword of ``update`` that carries the metric, as in
+        :func:`on_plateau`: a name other than ``"value"`` is not forwarded to
+        the inner transforms; ``None`` reads no keyword.
 
     Returns:
       A :class:`Trigger` with a :class:`SpikeState`.
@@ -130,15 +151,22 @@ def on_spike(
     warmup = (
         window if warmup is None else _validation.check_int("warmup", warmup, minimum=1)
     )
-    config = SpikeConfig(factor=factor, window=window, warmup=warmup)
+    config = SpikeConfig(
+        factor=factor,
+        window=window,
+        warmup=warmup,
+        metric_arg=_validation.check_metric_arg(metric_arg),
+    )
 
     def init_fn(params: optax.Params) -> SpikeState:
         del params
         return SpikeState(
-            recent=jnp.zeros(window, jnp.float32),
+            recent=jnp.zeros(window, _observing.metric_dtype()),
             num_recorded=jnp.zeros((), jnp.int32),
             pending=jnp.zeros((), jnp.bool_),
             config=config,
         )
 
-    return _observing.observing_trigger(init_fn, axis_name)
+    return _observing.observing_trigger(
+        init_fn, metric_arg=config.metric_arg, axis_name=axis_name
+    )

@@ -317,14 +317,16 @@ def switch_on_plateau(
     mode: Literal["min", "max"] = "min",
     accumulation_size: int = 1,
     axis_name: Any = None,
+    metric_arg: str | None = "value",
     **switch_kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
     """Switches to the next transform when a metric stops improving.
 
     ``switch(transforms, on_plateau(...))``: see :func:`on_plateau` for the
     exact plateau rule. Feed the metric with ``value=`` on ``update`` (a
-    per-step training loss, best with ``accumulation_size > 1``) or with
-    :func:`optaxswap.observe` (a validation loss).
+    per-step training loss, best with ``accumulation_size > 1``), with another
+    keyword named by ``metric_arg``, or with :func:`optaxswap.observe` (a
+    validation loss).
 
     Args:
       transforms: a non-empty sequence of transforms.
@@ -334,8 +336,13 @@ def switch_on_plateau(
       atol: absolute improvement threshold, ``>= 0``.
       mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
       accumulation_size: values averaged into one observation, ``>= 1``.
-      axis_name: the ``pmap``/``shard_map`` axis over which each ``value=``
-        is averaged, so every replica switches alike.
+      axis_name: the ``pmap``/``shard_map`` axis over which each value given
+        to ``update`` is averaged, so every replica switches alike.
+      metric_arg: the keyword of ``update`` that carries the metric. With a
+        phase that reads the training loss as ``value=`` (``optax.lbfgs``,
+        ``optax.polyak_sgd``), name another one (``"val_loss"``), which the
+        phases do not receive, or ``None`` to switch on
+        :func:`optaxswap.observe` alone.
       **switch_kwargs: further keyword arguments of :func:`switch`
         (``handoff``, ``cycle``, ``share_memory``).
 
@@ -364,5 +371,6 @@ def switch_on_plateau(
         mode=mode,
         accumulation_size=accumulation_size,
         axis_name=axis_name,
+        metric_arg=metric_arg,
     )
     return switch(transforms, trigger, **switch_kwargs)

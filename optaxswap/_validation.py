@@ -110,12 +110,15 @@ def check_boundaries(name: str, boundaries: Any) -> tuple[int, ...]:
     return steps
 
 
+def _is_transform(value: Any) -> bool:
+    return callable(getattr(value, "init", None)) and callable(
+        getattr(value, "update", None)
+    )
+
+
 def check_transform(name: str, value: Any) -> optax.GradientTransformation:
     """An object with ``init`` and ``update``, as optax transforms have."""
-    if not (
-        callable(getattr(value, "init", None))
-        and callable(getattr(value, "update", None))
-    ):
+    if not _is_transform(value):
         raise TypeError(
             f"{name} must be an optax.GradientTransformation, got {value!r}."
         )
@@ -126,6 +129,14 @@ def check_transforms(
     name: str, transforms: Any
 ) -> tuple[optax.GradientTransformationExtraArgs, ...]:
     """A non-empty sequence of transforms, each given extra-args support."""
+    if _is_transform(transforms):
+        # An optax transform is a NamedTuple, so it would pass for a sequence
+        # of its two functions.
+        raise TypeError(
+            f"{name} must be a sequence of optax transforms, got a single"
+            f" transform ({type(transforms).__name__}); wrap it in a list:"
+            f" [tx]."
+        )
     if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
         raise TypeError(
             f"{name} must be a non-empty sequence of optax transforms, got"
@@ -140,3 +151,25 @@ def check_transforms(
         optax.with_extra_args_support(check_transform(f"{name}[{i}]", tx))
         for i, tx in enumerate(transforms)
     )
+
+
+# The parameters of ``update`` itself: a keyword of one of these names never
+# reaches the extra arguments a trigger reads.
+_UPDATE_PARAMETERS = ("updates", "state", "params")
+
+
+def check_metric_arg(metric_arg: Any) -> str | None:
+    """The name of an ``update`` keyword, or ``None``."""
+    if metric_arg is None:
+        return None
+    if not isinstance(metric_arg, str) or not metric_arg.isidentifier():
+        raise TypeError(
+            "metric_arg must be the name of a keyword argument of update (a"
+            f" str such as 'value' or 'val_loss') or None, got {metric_arg!r}."
+        )
+    if metric_arg in _UPDATE_PARAMETERS:
+        raise ValueError(
+            f"metric_arg must not be one of update's own parameters"
+            f" {_UPDATE_PARAMETERS}, got {metric_arg!r}."
+        )
+    return metric_arg

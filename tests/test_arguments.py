@@ -4,6 +4,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -263,3 +264,65 @@ def test_trigger_deciding_with_a_non_scalar_raises(trigger):
     tx = osw.resettable(ADAM, trigger)
     with raises(ValueError, "scalar", "(2,)"):
         tx.update(PARAMS, tx.init(PARAMS), PARAMS)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: osw.switch(optax.adam(0.1), osw.never()),
+        lambda: osw.switch_at(optax.adam(0.1), []),
+        lambda: osw.switch_on_plateau(optax.chain(optax.adam(0.1))),
+        lambda: osw.switch(SGD, osw.every(2)),
+    ],
+    ids=["switch", "switch_at", "switch_on_plateau", "plain_transform"],
+)
+def test_a_single_transform_for_the_sequence_raises_suggesting_a_list(make):
+    with raises(TypeError, "transforms", "sequence", "single transform", "[tx]"):
+        make()
+
+
+@pytest.mark.parametrize(
+    "value, fragments",
+    [
+        (None, ("value", "floating-point scalar", "None", "NoneType")),
+        ("1.0", ("value", "floating-point scalar", "'1.0'", "str")),
+        (np.array(["a"]), ("value", "floating-point scalar", "ndarray")),
+        ([1.0], ("value", "floating-point scalar", "[1.0]", "list")),
+    ],
+    ids=["none", "str", "str_array", "list"],
+)
+def test_metric_value_of_the_wrong_type_raises_naming_value(value, fragments):
+    state = osw.switch_on_plateau([ADAM, SGD]).init(PARAMS)
+    with raises(TypeError, *fragments):
+        osw.observe(state, value)
+
+
+def test_update_metric_of_the_wrong_type_raises_naming_the_keyword():
+    tx = osw.resettable(ADAM, osw.on_spike(metric_arg="spike_loss"))
+    with raises(TypeError, "spike_loss", "floating-point scalar", "'high'"):
+        tx.update(PARAMS, tx.init(PARAMS), PARAMS, spike_loss="high")
+
+
+@pytest.mark.parametrize(
+    "make, error, fragments",
+    [
+        case("int", lambda: osw.on_plateau(metric_arg=3), TypeError, "metric_arg", "3"),
+        case(
+            "not_identifier",
+            lambda: osw.on_spike(metric_arg="val loss"),
+            TypeError,
+            "metric_arg",
+            "'val loss'",
+        ),
+        case(
+            "params",
+            lambda: osw.switch_on_plateau([ADAM], metric_arg="params"),
+            ValueError,
+            "metric_arg",
+            "'params'",
+        ),
+    ],
+)
+def test_bad_metric_arg_raises_naming_it(make, error, fragments):
+    with raises(error, *fragments):
+        make()

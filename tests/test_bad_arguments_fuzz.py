@@ -275,6 +275,7 @@ NOT_CONSTRUCTORS = {
     "reset_count": "a reader of states",
     "request_reset": "a writer of states",
     "request_switch": "a writer of states",
+    "summary": "a reader of states",
     "check_structure": "compares two trees; tested with the checkpoint faults",
     "restore_checkpoint": "restores a checkpoint; tested with the checkpoint faults",
     "any_of": "variadic; covered by test_any_of_refuses_*",

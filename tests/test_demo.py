@@ -123,6 +123,30 @@ def test_quick_demo_plateau_switch_follows_the_validation_curve(quick_run):
     assert strategy["event_steps"] == [expected]
 
 
+def test_quick_demo_saves_the_summary_of_each_final_state(quick_run):
+    _, _, results = quick_run
+
+    def values(summary, field):
+        return [v for k, v in summary.items() if k.split("/")[-1] == field]
+
+    for strategy in results["strategies"]:
+        summary = strategy["state_summary"]
+        if strategy["event_kind"] == "none":
+            continue
+        # Every combinator counts the updates it performed.
+        assert values(summary, "count") == [QUICK_STEPS], summary
+        events = len(strategy["event_steps"])
+        field = "phase" if strategy["event_kind"] == "switches" else "resets"
+        assert values(summary, field) == [events], summary
+    plateau = _by_name(results)["switch_on_plateau"]
+    # The best validation loss by the plateau rule (rtol=1e-4), replayed.
+    best = math.inf
+    for loss in plateau["curves"]["validation_loss"][1:]:
+        if math.isinf(best) or loss < best - 1e-4 * abs(best):
+            best = loss
+    assert values(plateau["state_summary"], "best") == [best]
+
+
 def test_quick_demo_writes_a_readable_png(quick_run):
     _, out, _ = quick_run
     data = (out / PLOT_NAME).read_bytes()

@@ -5,6 +5,7 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import optax
+import pytest
 import reference
 
 import optaxswap as osw
@@ -140,3 +141,79 @@ def test_host_side_requests_do_not_retrace_the_train_step():
         train_step(model, optimizer, jnp.float32(1.0))
     assert int(osw.phase(optimizer.opt_state)[...]) == 1
     assert len(traces) == 1
+
+
+def chained_tx() -> optax.GradientTransformation:
+    return optax.chain(osw.resettable(optax.scale_by_adam()), make_tx())
+
+
+def test_writers_update_the_optimizer_itself_in_place_and_return_it():
+    model = Regressor(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, chained_tx(), wrt=nnx.Param)
+    variables = jax.tree.leaves(
+        optimizer.opt_state, is_leaf=lambda node: isinstance(node, nnx.Variable)
+    )
+    assert osw.request_switch(optimizer) is optimizer
+    assert osw.request_reset(optimizer) is optimizer
+    assert osw.observe(optimizer, 1.5) is optimizer
+    # The same variables, holding the new values.
+    assert variables == jax.tree.leaves(
+        optimizer.opt_state, is_leaf=lambda node: isinstance(node, nnx.Variable)
+    )
+    resettable_state, switch_state = optimizer.opt_state
+    assert bool(resettable_state.requested[...])
+    assert bool(switch_state.requested[...])
+    assert float(switch_state.trigger_state.best[...]) == 1.5
+    assert int(osw.phase(optimizer)) == 0 and int(osw.reset_count(optimizer)) == 0
+
+    train_step, traces = make_train_step()
+    train_step(model, optimizer, jnp.float32(1.0))
+    assert int(osw.phase(optimizer)) == 1 and int(osw.reset_count(optimizer)) == 1
+    assert len(traces) == 1
+
+
+def test_writers_inside_nnx_jit_need_no_assignment():
+    model = Regressor(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, chained_tx(), wrt=nnx.Param)
+
+    @nnx.jit
+    def steer(optimizer):
+        osw.request_switch(optimizer)
+        osw.request_reset(optimizer)
+
+    @nnx.jit
+    def read(optimizer):
+        return osw.phase(optimizer), osw.reset_count(optimizer)
+
+    steer(optimizer)
+    train_step, _ = make_train_step()
+    train_step(model, optimizer, jnp.float32(1.0))
+    assert [int(count) for count in read(optimizer)] == [1, 1]
+
+
+def test_helpers_work_on_nnx_state_of_the_optimizer():
+    model = Regressor(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, chained_tx(), wrt=nnx.Param)
+    state = nnx.state(optimizer)
+    assert int(osw.phase(state)) == 0 and int(osw.reset_count(state)) == 0
+
+    requested = osw.request_reset(osw.request_switch(state))
+    # A new state; the optimizer (whose variables nnx.state shares) unchanged.
+    assert not bool(optimizer.opt_state[1].requested[...])
+    assert type(requested) is type(state)
+    assert bool(requested["opt_state"][1]["requested"][...])
+    assert isinstance(requested["opt_state"][1]["requested"], nnx.OptArray)
+    nnx.update(optimizer, requested)
+
+    train_step, _ = make_train_step()
+    train_step(model, optimizer, jnp.float32(1.0))
+    state = nnx.state(optimizer)
+    assert int(osw.phase(state)) == 1 and int(osw.reset_count(state)) == 1
+
+
+def test_observe_on_nnx_state_says_to_pass_the_optimizer():
+    model = Regressor(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, make_tx(), wrt=nnx.Param)
+    # nnx.state drops the trigger's settings (static metadata): patience...
+    with pytest.raises(ValueError, match="PlateauState.*nnx.Optimizer"):
+        osw.observe(nnx.state(optimizer), 1.0)

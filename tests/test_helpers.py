@@ -1,6 +1,7 @@
 """Host-side helpers find combinator states anywhere and never recompile."""
 
 from collections.abc import Callable
+import re
 
 import jax
 import jax.numpy as jnp
@@ -173,3 +174,38 @@ def test_phase_and_reset_count_are_int32_arrays():
     assert osw.phase(opt_state).dtype == jnp.int32
     assert osw.reset_count(opt_state).dtype == jnp.int32
     assert jax.jit(osw.phase)(opt_state).shape == ()
+
+
+@pytest.mark.parametrize(
+    "helper, make, fragments",
+    [
+        (
+            lambda state: osw.observe(state, 1.0),
+            lambda: osw.switch_at([ADAM, SGD], [3]),
+            ("observe", "on_plateau or on_spike", "PlateauState", "SwitchState"),
+        ),
+        (
+            osw.request_reset,
+            lambda: osw.switch_at([ADAM, SGD], [3]),
+            ("request_reset", "ResettableState", "SwitchState"),
+        ),
+        (
+            osw.request_switch,
+            lambda: optax.chain(optax.clip(1.0), osw.resettable(ADAM)),
+            ("request_switch", "SwitchState", "tuple"),
+        ),
+        (
+            osw.request_switch,
+            lambda: ADAM,
+            ("request_switch", "SwitchState", "tuple"),
+        ),
+    ],
+    ids=["observe", "request_reset", "request_switch", "request_switch_bare"],
+)
+def test_writers_that_find_nothing_to_act_on_raise(helper, make, fragments):
+    opt_state = make().init(make_params())
+    with pytest.raises(ValueError, match=".*".join(map(re.escape, fragments))):
+        helper(opt_state)
+    # Under jit too: the search is on the pytree's structure.
+    with pytest.raises(ValueError, match=re.escape(fragments[0])):
+        jax.jit(helper)(opt_state)

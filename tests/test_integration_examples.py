@@ -1,6 +1,6 @@
 """The integration examples run as written (``python examples/X.py --fast``).
 
-Each example runs in its own process, as a user would run it; the four start
+Each example runs in its own process, as a user would run it; the examples start
 together on first use, so their start-up and compilation overlap.
 """
 
@@ -13,7 +13,7 @@ import sys
 import pytest
 
 EXAMPLES_DIR = pathlib.Path(__file__).parent.parent / "examples"
-EXAMPLES = ("flax_linen", "flax_nnx", "orbax_resume", "data_parallel")
+EXAMPLES = ("flax_linen", "flax_nnx", "orbax_resume", "data_parallel", "log_summary")
 
 
 @functools.cache
@@ -78,3 +78,9 @@ def test_data_parallel_example_switches_every_replica_together():
     output = example_output("data_parallel")
     assert "replicas' phases [1, 1]" in output
     assert "SGD's momentum has its param's sharding: True" in output
+
+
+def test_log_summary_example_logs_the_switch_and_the_plateau_count():
+    lines = example_output("log_summary").splitlines()
+    assert "'1/phase': 0" in lines[0] and "'1/phase': 1" in lines[-1]
+    assert any("'1/trigger_state/bad_count': 1" in line for line in lines)

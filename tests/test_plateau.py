@@ -247,3 +247,57 @@ def test_random_sequences_exercise_fires_and_improvements():
     values = rng.choice([-1.0, 0.0, 0.5, 1.0, np.nan], size=SEQUENCE_LENGTH)
     events = with_values(values)
     assert len(assert_matches_model(CONFIGS[0], events)) >= 2
+
+
+# --- Precision: comparisons in the metric's precision.
+
+
+def fires_of(trigger: osw.Trigger, values) -> list[bool]:
+    """One jitted trigger update per value, given as ``value=``."""
+    update = jax.jit(trigger.update)
+    state, fires = trigger.init(None), []
+    for t, value in enumerate(values):
+        context = osw.TriggerContext(jnp.int32(t), None, None, {"value": value})
+        fire, state = update(state, context)
+        fires.append(bool(fire))
+    return fires
+
+
+def test_with_x64_float64_metrics_falling_by_1e9_never_plateau():
+    values = [np.float64(1.0) - 1e-9 * t for t in range(12)]
+    with jax.enable_x64(True):
+        trigger = osw.on_plateau(patience=2, rtol=0.0, atol=0.0)
+        assert not any(fires_of(trigger, values))
+        tx = osw.switch_on_plateau(
+            [optax.sgd(0.1), optax.adam(0.1)], patience=2, rtol=0.0
+        )
+        state = tx.init(jnp.zeros(2))
+        assert state.trigger_state.best.dtype == jnp.float64
+        for value in values:
+            state = osw.observe(state, value)
+        assert not bool(state.trigger_state.pending)
+        assert float(state.trigger_state.best) == values[-1]
+
+
+def test_with_x64_a_float32_metric_keeps_its_value_in_the_float64_state():
+    with jax.enable_x64(True):
+        trigger = osw.on_plateau(patience=1)
+        context = osw.TriggerContext(jnp.int32(0), None, None, {"value": 0.1})
+        _, state = trigger.update(
+            trigger.init(None), context._replace(extra_args={"value": np.float32(0.1)})
+        )
+        assert state.best.dtype == jnp.float64
+        assert float(state.best) == float(np.float32(0.1))
+
+
+def test_at_the_exact_atol_boundary_the_rounding_of_best_minus_atol_decides():
+    # 0.3 - 0.1 is 0.20000002 in float32, above 0.2: an improvement; in
+    # float64 (x64 on, as in Keras and PyTorch) it is 0.19999999999999998.
+    values = [0.3, 0.2]
+    assert fires_of(osw.on_plateau(patience=1, rtol=0.0, atol=0.1), values) == [
+        False,
+        False,
+    ]
+    with jax.enable_x64(True):
+        trigger = osw.on_plateau(patience=1, rtol=0.0, atol=0.1)
+        assert fires_of(trigger, [np.float64(v) for v in values]) == [False, True]

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 import reference
 
 import optaxswap as osw
@@ -208,6 +209,19 @@ def context_of(t: int, event: Event) -> osw.TriggerContext:
     return osw.TriggerContext(jnp.int32(t), None, None, extra_args)
 
 
+def observe_if_watched(state: Any, value: Any) -> Any:
+    """``osw.observe``, which raises where no trigger watches a metric.
+
+    The models observe every value (a trigger that watches none ignores it),
+    so a refusal where a trigger does watch would show as a missed fire.
+    """
+    try:
+        return osw.observe(state, value)
+    except ValueError as error:
+        assert "found no on_plateau or on_spike" in str(error)
+        return state
+
+
 @settings(max_examples=200)
 @given(spec=triggers, sequence=events(requests=st.just(False)))
 def test_trigger_fires_where_the_reference_model_fires(spec, sequence):
@@ -216,7 +230,7 @@ def test_trigger_fires_where_the_reference_model_fires(spec, sequence):
     fires, expected = [], []
     for t, event in enumerate(sequence):
         if event.observed is not None:
-            state = osw.observe(state, jnp.float32(event.observed))
+            state = observe_if_watched(state, jnp.float32(event.observed))
             model.observe(event.observed)
         fire, state = trigger.update(state, context_of(t, event))
         assert fire.shape == () and fire.dtype == jnp.bool_
@@ -258,7 +272,7 @@ def test_switch_phases_follow_the_reference_model(spec, num_phases, cycle, seque
     phases, fires = [], []
     for t, event in enumerate(sequence):
         if event.observed is not None:
-            state = osw.observe(state, jnp.float32(event.observed))
+            state = observe_if_watched(state, jnp.float32(event.observed))
             model.observe(event.observed)
         if event.request:
             state = osw.request_switch(state)
@@ -620,7 +634,7 @@ def test_random_nesting_compiles_once_and_matches_the_simulation(spec, plan):
     params = NEST_PARAMS
     for steering in plan:
         if steering.observed is not None:
-            state = osw.observe(state, steering.observed)
+            state = observe_if_watched(state, steering.observed)
             for node in simulation.walk():
                 if isinstance(node, CombinatorNode):
                     node.trigger.observe(steering.observed)
@@ -628,11 +642,15 @@ def test_random_nesting_compiles_once_and_matches_the_simulation(spec, plan):
             (steering.request_switch, SwitchNode, osw.request_switch),
             (steering.request_reset, ResettableNode, osw.request_reset),
         ]:
-            if requested:
+            nodes = [n for n in simulation.walk() if isinstance(n, node_type)]
+            if requested and not nodes:
+                # Nothing to request from: the writer says so.
+                with pytest.raises(ValueError, match=request.__name__):
+                    request(state)
+            elif requested:
                 state = request(state)
-                for node in simulation.walk():
-                    if isinstance(node, node_type):
-                        node.requested = True
+                for node in nodes:
+                    node.requested = True
         simulation.check(state)
         params, state = step(params, state)
         simulation.update()

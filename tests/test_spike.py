@@ -160,3 +160,19 @@ def test_on_spike_state_has_fixed_strong_dtypes():
 def test_on_spike_rejects_bad_arguments_naming_them(kwargs, error, name):
     with pytest.raises(error, match=name):
         osw.on_spike(**kwargs)
+
+
+def test_with_x64_a_float64_spike_below_float32_resolution_fires():
+    # factor=1: any value above the mean is a spike; 1 + 1e-12 rounds to 1.0
+    # in float32.
+    values = [np.float64(1.0), np.float64(1.0) + 1e-12]
+    with jax.enable_x64(True):
+        trigger = osw.on_spike(factor=1.0, window=1)
+        state = trigger.init(None)
+        assert state.recent.dtype == jnp.float64
+        fires = []
+        for t, value in enumerate(values):
+            context = osw.TriggerContext(jnp.int32(t), None, None, {"value": value})
+            fire, state = jax.jit(trigger.update)(state, context)
+            fires.append(bool(fire))
+    assert fires == [False, True]

@@ -12,6 +12,8 @@ import numpy as np
 import optax
 
 import optaxswap as osw
+from optaxswap import _observing
+from optaxswap import _state_tree
 from optaxswap._demo import _data
 from optaxswap._demo import _model
 from optaxswap._demo import _strategies
@@ -83,6 +85,7 @@ class StrategyResult:
     compilations: int
     compile_seconds: float
     curves: dict[str, list[float]]
+    state_summary: dict[str, float | int | bool]
 
 
 ProgressFn = Callable[[int, str], None]
@@ -125,8 +128,8 @@ def train_strategy(
 
     Every ``config.eval_every`` steps the model is evaluated on the train and
     validation splits; the validation loss goes to :func:`optaxswap.observe`,
-    which feeds the plateau rule of ``switch_on_plateau`` (and changes nothing
-    in a state without one).
+    which feeds the plateau rule of ``switch_on_plateau`` (in a state that has
+    one).
 
     Args:
       strategy: the strategy to run.
@@ -139,7 +142,8 @@ def train_strategy(
 
     Returns:
       The final metrics, the steps at which it switched or reset, its wall
-      time, the compilations of its train step, and its curves.
+      time, the compilations of its train step, its curves and the
+      :func:`optaxswap.summary` of its final optimizer state.
     """
     tx = strategy.build(config)
     train_x, train_y = jnp.asarray(digits.train.x), jnp.asarray(digits.train.y)
@@ -181,6 +185,8 @@ def train_strategy(
     with count_compilations("train_step") as compilations:
         params = init_params
         opt_state = tx.init(params)
+        # osw.observe refuses a state with no plateau trigger to feed.
+        watches_metric = bool(_state_tree.find(opt_state, _observing.ObservingState))
         record(0, params)
         on_progress(0, phase_label(strategy, 0))
         event_counts = []
@@ -194,7 +200,8 @@ def train_strategy(
                 event_counts.extend(int(count) for count in jax.device_get(pending))
                 pending = []
                 validation_loss = record(t + 1, params)
-                opt_state = observe(opt_state, validation_loss)
+                if watches_metric:
+                    opt_state = observe(opt_state, validation_loss)
                 on_progress(t + 1, phase_label(strategy, event_counts[-1]))
         test = evaluate(params, jnp.asarray(digits.test.x), jnp.asarray(digits.test.y))
         jax.block_until_ready(test)
@@ -224,4 +231,8 @@ def train_strategy(
         compilations=compilations.count,
         compile_seconds=compilations.seconds,
         curves=curves,
+        state_summary={
+            key: value.item()
+            for key, value in jax.device_get(osw.summary(opt_state)).items()
+        },
     )
