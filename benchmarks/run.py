@@ -312,8 +312,10 @@ def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
         name: Runner(group.view, makers[name], params, data, group.compile_repeats)
         for name in ("bare", *group.variants)
     }
-    warm_up = interleaved(runners, 1, MIN_ITERS)
-    iters = iterations(warm_up["bare"][0].seconds, max_iters)
+    # Warm-up rounds, which also time the bare step (the fastest of them: a
+    # burst of load elsewhere only ever slows a round down).
+    warm_up = interleaved(runners, 3, MIN_ITERS)
+    iters = iterations(min(run.seconds for run in warm_up["bare"]), max_iters)
     runs = interleaved(runners, group.rounds, iters)
     bare_seconds = np.array([run.seconds for run in runs["bare"]])
     bare_compile = min(runners["bare"].compile_samples)
@@ -351,18 +353,25 @@ def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
     return rows
 
 
-def measure_steps(plan: list[Group], max_iters: int, log) -> list[dict]:
+def measure_steps(plan: list[Group], max_iters: int, log) -> tuple[list, list]:
+    """Every group of ``plan``: its rows, and the wall time of each group."""
     # A process's first compilations pay for warming JAX's and XLA's own
     # caches; a throwaway one keeps that out of the first group's bare case.
     params, data = _views.problem("train", 1 * K)
     Runner("train", _variants.makers("adam")["switch_at_2"], params, data)
-    rows = []
+    rows, timings = [], []
     for group in plan:
         for inner in group.inners:
+            start = time.perf_counter()
             for row in measure_group(group, inner, max_iters):
                 log(row)
                 rows.append(row)
-    return rows
+            seconds = time.perf_counter() - start
+            timings.append(
+                dict(view=group.view, size=group.size, inner=inner, seconds=seconds)
+            )
+            print(f"  ({seconds:.0f}s)", flush=True)
+    return rows, timings
 
 
 def measure_firing(size: int, repeats: int) -> list[dict]:
@@ -535,7 +544,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     start = time.perf_counter()
     results = dict(machine=machine(), quick=args.quick)
-    results["steps"] = measure_steps(plan, max_iters, log_row)
+    results["steps"], results["group_s"] = measure_steps(plan, max_iters, log_row)
     results["firing"] = measure_firing(firing_size, repeats)
     for row in results["firing"]:
         print(" ", json.dumps(row))
