@@ -173,6 +173,7 @@ def _row(view, size, inner, variant, rounds, **extra):
         round_ms=list(bare_ms * ratios),
         **_stats.ratio_summary(ratios),
         compile_s=extra.pop("compile_s", 1.0),
+        bare_compile_s=1.0,
         compile_ratio=extra.pop("compile_ratio", 1.0),
         conditionals=extra.pop("conditionals", 0),
         param_copies=0,
