@@ -1,22 +1,20 @@
 """optaxswap benchmarks: what a combinator costs next to its bare inner optimizer.
 
 Run ``python -m benchmarks`` (or ``python benchmarks/run.py``) from the
-repository root; ``--quick`` is a smoke run with tiny sizes. It prints a table
-and writes ``benchmarks/results/<backend>.json`` (``--out`` for another path).
+repository root; ``--quick`` is a smoke run with tiny sizes. It writes
+``benchmarks/results/<backend>.json`` (``--out`` for another path) and
+prints the tables of ``python -m benchmarks.report`` from it.
 
-Every case is jitted with the params and the optimizer state donated, and
-measured side by side with the bare inner optimizer in one process: each
-round runs every variant of a group in turn (in rotated order) for a few
-steps back to back, as a training loop does (dispatching a step while the
-previous one runs, waiting only at the end), the ratio of the round is a
-variant's time per step over the bare inner's, and the reported ratio is the
-median over rounds, with a 95% bootstrap interval. Three views:
-
-- ``update``: ``tx.update`` alone (both sides write the updates out; the
-  gradients are donated, as the intermediate they are in a train step);
-- ``apply``: ``tx.update`` + ``optax.apply_updates`` (the gradients are an
-  argument, not donated);
-- ``train``: a whole MLP train step (forward, backward, update, apply).
+Every case is measured side by side with the bare inner optimizer called in
+exactly the same way, in one process: each round runs every variant of a
+group in turn (in rotated order) for a few steps back to back, as a training
+loop does (dispatching a step while the previous one runs, waiting only at
+the end), the ratio of the round is a variant's time per step over the bare
+inner's, and the reported ratio is the median over rounds, with a 95%
+bootstrap interval. Every group also runs a second, separately compiled bare
+inner, the control. The views (how the step is called) are described in
+``benchmarks/_views.py``; for every case the JSON also holds the compile time,
+and the conditionals and copies of the optimized HLO (``benchmarks/_hlo.py``).
 """
 
 import argparse
@@ -24,10 +22,10 @@ from collections.abc import Callable
 import dataclasses
 import datetime
 import json
+import math
 import os
 import pathlib
 import platform
-import re
 import resource
 import statistics
 import sys
@@ -44,160 +42,117 @@ if __package__ in (None, ""):
     # Run as a script: make the repository root importable.
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from benchmarks import _branchfree
-from benchmarks import _naive
-from benchmarks import _unforwarded
+from benchmarks import _hlo
+from benchmarks import _stats
+from benchmarks import _variants
+from benchmarks import _views
+from benchmarks import report
 import optaxswap as osw
 
-# Far beyond any benchmark's step count: the triggers never fire on their own.
-NEVER = 2**30
+K, M = 1_000, 1_000_000
+# A round runs this long per variant (at least MIN_ITERS steps): long enough
+# to queue steps back to back, short enough that many rounds spread a burst
+# of load from elsewhere on the machine over every variant alike. Sized from
+# the bare step's time, so the same plan suits a CPU and a GPU.
+ROUND_SECONDS = 0.02
+MIN_ITERS, MAX_ITERS = 2, 64
 
-INNERS: dict[str, Callable[[], optax.GradientTransformation]] = {
-    "adam": lambda: optax.adam(1e-3),
-    "sgdm": lambda: optax.sgd(1e-3, momentum=0.9),
-    "clip_adamw": lambda: optax.chain(
-        optax.clip_by_global_norm(1.0), optax.adamw(1e-3)
-    ),
-}
-# The train view's batch: the model's share of the step grows with it, the
-# combinator's (one write and read of the updates) does not.
-TRAIN_BATCH = 128
-# The fields SPAM-style partial resets clear in each inner's state.
-RESET_FIELDS = {"adam": ("mu", "nu"), "sgdm": ("trace",), "clip_adamw": ("mu", "nu")}
-
-
-def carrying_others(
-    inner: str, phases: list[str]
-) -> optax.GradientTransformationExtraArgs:
-    """The bare ``inner``, carrying the other phases' states through untouched.
-
-    No conditional and no trigger, only the extra buffers of a switch's state:
-    it prices what passing them in and out of a call costs.
-    """
-    tx = INNERS[inner]()
-    others = [INNERS[name]() for name in phases if name != inner]
-
-    def init_fn(params):
-        return tx.init(params), tuple(other.init(params) for other in others)
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        updates, inner_state = tx.update(updates, state[0], params)
-        return updates, (inner_state, state[1])
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-@dataclasses.dataclass
-class Variant:
-    """One optimizer measured in one phase against the bare inner."""
-
-    tx: optax.GradientTransformation
-    phase: int = 0
-    wants_value: bool = False
+# The variants of issue 12's targets, in every group of every view.
+EVERY_VIEW = (
+    "bare_control",
+    "resettable",
+    "resettable_fields",
+    "switch_at_2",
+    "switch_at_2_shared",
+    "switch_on_plateau",
+    "switch_at_8",
+    "switch_at_8_shared",
+)
+# Other designs of a switch (benchmarks/_naive.py, _branchfree.py,
+# _unforwarded.py), for comparison.
+BASELINES = ("naive_switch", "branchfree_shared", "unforwarded_switch")
+LARGEST = _variants.PHASE_COUNTS[-1]
+PHASE_COUNT = (
+    f"switch_at_{LARGEST}",
+    f"switch_at_{LARGEST}_shared",
+    f"carrying_others_{LARGEST}",
+)
+FIXED_COST = (
+    "bare_control",
+    "resettable",
+    "resettable_fields",
+    "switch_at_2",
+    "switch_at_2_shared",
+    "switch_on_plateau",
+    "carrying_others",
+)
 
 
-def variants_for(inner: str, names: list[str]) -> dict[str, Variant]:
-    """The variants of a group: all run ``inner`` in the measured step."""
-    phases = list(INNERS)
-    phase = phases.index(inner)
-    all_inners = [INNERS[name]() for name in phases]
-    boundaries = [NEVER, NEVER + 1]
-    make = {
-        "bare": lambda: Variant(INNERS[inner]()),
-        "switch_at": lambda: Variant(osw.switch_at(all_inners, boundaries), phase),
-        "switch_on_plateau": lambda: Variant(
-            osw.switch_on_plateau(all_inners, patience=NEVER), phase, True
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Variants measured side by side with the bare inner, once per inner."""
+
+    view: str
+    size: int
+    variants: tuple[str, ...]
+    rounds: int
+    inners: tuple[str, ...] = tuple(_variants.INNERS)
+    # Compile-time samples per case (the fastest is kept): where a target
+    # reads compile times.
+    compile_repeats: int = 1
+
+
+def full_plan() -> list[Group]:
+    # Fewer rounds where a step is long: each round lasts at least two steps.
+    return [
+        Group("update", 20 * K, FIXED_COST, rounds=41),
+        Group("train", 1 * K, EVERY_VIEW, rounds=41),
+        Group("train", 20 * K, EVERY_VIEW, rounds=41),
+        Group("train", 200 * K, EVERY_VIEW + PHASE_COUNT, 41, compile_repeats=2),
+        Group("train", 2 * M, EVERY_VIEW + BASELINES, rounds=21),
+        Group("separate-jit", 2 * M, EVERY_VIEW + BASELINES, rounds=21),
+        Group("separate-jit", 20 * M, EVERY_VIEW, rounds=7),
+        Group("no-donation", 2 * M, EVERY_VIEW, rounds=21),
+        Group("no-donation", 20 * M, EVERY_VIEW, rounds=7),
+    ]
+
+
+def quick_plan() -> list[Group]:
+    # Every view, and every variant but the largest phase count once (so that
+    # a broken baseline fails the smoke test); the phase-count table needs
+    # two counts in the train view, entering a phase needs the SGD-m one.
+    control = ("bare_control",)
+    return [
+        Group(
+            "update",
+            1 * K,
+            (*control, "resettable_fields", "carrying_others", *BASELINES),
+            rounds=2,
+            inners=("adam",),
         ),
-        "switch_shared": lambda: Variant(
-            osw.switch_at(all_inners, boundaries, share_memory=True), phase
+        Group(
+            "train",
+            1 * K,
+            (*control, "switch_at_2", "switch_at_8", "switch_on_plateau"),
+            rounds=2,
+            inners=("sgdm",),
         ),
-        "naive_switch": lambda: Variant(
-            _naive.naive_switch(all_inners, osw.at_steps(boundaries)), phase
+        Group(
+            "separate-jit",
+            1 * K,
+            (*control, "resettable", "switch_at_2_shared"),
+            rounds=2,
+            inners=("adam",),
         ),
-        "branchfree_shared": lambda: Variant(
-            _branchfree.branchfree_switch(all_inners, boundaries), phase
+        Group(
+            "no-donation",
+            1 * K,
+            (*control, "switch_at_8_shared"),
+            rounds=2,
+            inners=("adam",),
+            compile_repeats=2,
         ),
-        "unforwarded_switch": lambda: Variant(
-            _unforwarded.unforwarded_switch(all_inners, boundaries), phase
-        ),
-        "carrying_others": lambda: Variant(carrying_others(inner, phases)),
-        "resettable": lambda: Variant(
-            osw.resettable(INNERS[inner](), osw.every(NEVER))
-        ),
-        "resettable_fields": lambda: Variant(
-            osw.resettable(
-                INNERS[inner](), osw.every(NEVER), fields=RESET_FIELDS[inner]
-            )
-        ),
-    }
-    return {name: make[name]() for name in ["bare", *names]}
-
-
-# ---------------------------------------------------------------- problems
-
-
-def flat_params(size: int) -> dict[str, jax.Array]:
-    width = 1000
-    return {
-        "w": jnp.full((max(size // width, 1), width), 0.5, jnp.float32),
-        "b": jnp.full((width,), 0.5, jnp.float32),
-    }
-
-
-def mlp_params(size: int) -> dict[str, jax.Array]:
-    """A 3-layer MLP of about ``size`` parameters (two square hidden layers)."""
-    width = max(int((size / 2) ** 0.5), 16)
-    keys = jax.random.split(jax.random.key(0), 3)
-    scale = width**-0.5
-    return {
-        "w1": jax.random.normal(keys[0], (width, width)) * scale,
-        "b1": jnp.zeros((width,)),
-        "w2": jax.random.normal(keys[1], (width, width)) * scale,
-        "b2": jnp.zeros((width,)),
-        "w3": jax.random.normal(keys[2], (width, 10)) * scale,
-        "b3": jnp.zeros((10,)),
-    }
-
-
-def mlp_loss(params: dict[str, jax.Array], batch: tuple[jax.Array, jax.Array]):
-    inputs, labels = batch
-    hidden = jax.nn.relu(inputs @ params["w1"] + params["b1"])
-    hidden = jax.nn.relu(hidden @ params["w2"] + params["b2"])
-    logits = hidden @ params["w3"] + params["b3"]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
-def step_function(view: str, tx: optax.GradientTransformation, wants_value: bool):
-    """The jitted function of a view and the positions of its donated args."""
-
-    def extra(value):
-        return {"value": value} if wants_value else {}
-
-    if view == "update":
-
-        def update(state, grads, params, value):
-            updates, state = tx.update(grads, state, params, **extra(value))
-            # State first: JAX pairs donated inputs with outputs in order, so
-            # every state leaf reuses its own buffer and the updates the grads'.
-            return state, updates
-
-        return update, (0, 1)
-    if view == "apply":
-
-        def apply(params, state, grads, value):
-            updates, state = tx.update(grads, state, params, **extra(value))
-            return optax.apply_updates(params, updates), state
-
-        return apply, (0, 1)
-
-    def train(params, state, batch, value):
-        del value
-        loss, grads = jax.value_and_grad(mlp_loss)(params, batch)
-        updates, state = tx.update(grads, state, params, **extra(loss))
-        return optax.apply_updates(params, updates), state, loss
-
-    return train, (0, 1)
+    ]
 
 
 # ---------------------------------------------------------------- measuring
@@ -207,63 +162,66 @@ def tree_bytes(tree: Any) -> int:
     return sum(leaf.nbytes for leaf in jax.tree.leaves(tree))
 
 
-_COPY = re.compile(r"= (\w+)\[([\d,]*)\]\{?[\d,]*\}? copy\(")
+def _copy_tree(tree: Any) -> Any:
+    return jax.tree.map(lambda leaf: jnp.array(leaf, copy=True), tree)
 
 
-def copy_counts(hlo_text: str) -> tuple[int, int]:
-    """``copy`` instructions in an optimized HLO module, and bytes copied by
-    those of the entry computation (which run on every step; copies inside a
-    conditional's branches run only when that branch does)."""
-    copies, entry_bytes, in_entry = 0, 0, False
-    for line in hlo_text.splitlines():
-        if line.rstrip().endswith("{") and not line.startswith(" "):
-            in_entry = line.startswith("ENTRY")
-        match = _COPY.search(line)
-        if match:
-            copies += 1
-            if in_entry:
-                dims = [int(d) for d in match.group(2).split(",") if d]
-                bits = re.sub(r"\D", "", match.group(1)) or "8"  # pred: one byte
-                itemsize = int(bits) // 8
-                entry_bytes += int(np.prod(dims, dtype=np.int64)) * itemsize
-    return copies, entry_bytes
+@dataclasses.dataclass
+class Run:
+    """``steps`` steps back to back: wall time per step, faults, host share."""
+
+    seconds: float
+    minor_faults: float
+    host_share: float
 
 
 class Runner:
-    """A compiled step with its carried (donated) buffers."""
+    """A compiled step of one variant, with its carried buffers."""
 
-    def __init__(self, view, variant, params, data):
+    def __init__(
+        self,
+        view: str,
+        make: Callable[[], _variants.Variant],
+        params: Any,
+        data: Any,
+        compile_repeats: int = 1,
+    ):
         self.view = view
-        fn, donate = step_function(view, variant.tx, variant.wants_value)
-        self.value = jnp.float32(1.0)
         self.data = data
-        state = variant.tx.init(params)
-        self.params = jax.tree.map(jnp.copy, params)
-        self.state = state
-        start = time.perf_counter()
-        self.compiled = (
-            jax.jit(fn, donate_argnums=donate).lower(*self._args()).compile()
-        )
-        self.compile_s = time.perf_counter() - start
-        self.copies, self.entry_copy_bytes = copy_counts(self.compiled.as_text())
+        self.value = jnp.float32(1.0)
+        self.variant = make()
+        self.params = _copy_tree(params)
+        self.state = self.variant.tx.init(params)
+        self.compiled, first = self._compile(self.variant)
+        # Each sample compiles a fresh optimizer (no trace cache to reuse).
+        self.compile_samples = [first] + [
+            self._compile(make())[1] for _ in range(compile_repeats - 1)
+        ]
+        self.hlo = hlo_counts(self.compiled.as_text(), params)
         memory = self.compiled.memory_analysis()
         self.temp_bytes = int(memory.temp_size_in_bytes) if memory else None
-        self.state_bytes = tree_bytes(state)
-        self.minor_faults: list[float] = []
-        self.host_share: list[float] = []
-        for _ in range(variant.phase):
-            # Enter the measured phase through the real path: a requested switch.
+        self.state_bytes = tree_bytes(self.state)
+        for _ in range(self.variant.phase):
+            # Enter the measured phase through the real path: a requested
+            # switch (SwitchState's `requested`, which the baselines share).
             self.state = self.state._replace(requested=jnp.ones((), jnp.bool_))
             self.step()
-        for _ in range(2):
-            self.step()
+        self.step()
+
+    def _compile(self, variant: _variants.Variant):
+        fn, donate = _views.step_function(self.view, variant.tx, variant.wants_value)
+        start = time.perf_counter()
+        compiled = jax.jit(fn, donate_argnums=donate).lower(*self._args()).compile()
+        return compiled, time.perf_counter() - start
 
     def _args(self, grads=None):
         if self.view == "update":
             # The update view donates the gradients: every step needs its own.
             grads = self.fresh_grads() if grads is None else grads
             return self.state, grads, self.params, self.value
-        return self.params, self.state, self.data, self.value
+        if self.view == "train":
+            return self.params, self.state, self.data, self.value
+        return self.data, self.params, self.state, self.value
 
     def fresh_grads(self):
         """A fresh copy of the gradients, for a step that donates them."""
@@ -275,8 +233,8 @@ class Runner:
         """Runs one step and waits for it."""
         self._take(jax.block_until_ready(self.compiled(*self._args())))
 
-    def run(self, steps: int) -> float:
-        """The wall time per step of ``steps`` steps run back to back.
+    def run(self, steps: int) -> Run:
+        """``steps`` steps run back to back, timed.
 
         As in a training loop, each step is dispatched while the previous one
         runs; the inputs (fresh gradients to donate) are made beforehand.
@@ -295,15 +253,13 @@ class Runner:
             self._take(out)
         jax.block_until_ready((self.params, self.state))
         elapsed = time.perf_counter() - start
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         # Page faults: on CPU, a step's temporary buffers may come as fresh
         # pages from the OS on every call, which costs more than their bytes.
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-        self.minor_faults.append(faults / steps)
         # The host's share: a call that returns only once the step has (all
         # but) run means the host waited for the device, for instance on a
         # conditional's predicate, and cannot queue the next step meanwhile.
-        self.host_share.append(in_calls / elapsed)
-        return elapsed / steps
+        return Run(elapsed / steps, faults / steps, in_calls / elapsed)
 
     def _take(self, out) -> None:
         if self.view == "update":
@@ -312,131 +268,117 @@ class Runner:
             self.params, self.state = out[0], out[1]
 
 
-def _copy_tree(tree: Any) -> Any:
-    return jax.tree.map(lambda leaf: jnp.array(leaf, copy=True), tree)
+def hlo_counts(hlo_text: str, params: Any) -> dict[str, int]:
+    """What the optimized HLO of a step holds: conditionals and copies."""
+    copies = _hlo.copies(hlo_text)
+    leaf_sizes = [leaf.size for leaf in jax.tree.leaves(params)]
+    param_sized = _hlo.parameter_sized(copies, leaf_sizes)
+    return dict(
+        conditionals=_hlo.conditional_count(hlo_text),
+        copies=len(copies),
+        param_copies=len(param_sized),
+        entry_param_copies=sum(copy.in_entry for copy in param_sized),
+        entry_copy_bytes=sum(copy.bytes for copy in copies if copy.in_entry),
+    )
 
 
-def median_interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
-    """A bootstrap interval of the median of ``samples`` (seeded: reproducible).
+def interleaved(
+    runners: dict[str, Runner], rounds: int, iters: int
+) -> dict[str, list[Run]]:
+    """``rounds`` rounds of ``iters`` steps of every runner, in rotated order.
 
-    A machine's noise moves every round's ratio; this says how far the median
-    over the rounds can be trusted, so that a target is read as met, missed,
-    or not resolved by this machine.
-    """
-    rng = np.random.default_rng(0)
-    resampled = rng.choice(samples, size=(2000, len(samples)), replace=True)
-    medians = np.median(resampled, axis=1)
-    tail = (1 - level) / 2
-    return [float(np.quantile(medians, tail)), float(np.quantile(medians, 1 - tail))]
-
-
-def interleaved(runners: dict[str, Runner], rounds: int, iters: int):
-    """Median step time and median per-round ratio to ``runners["bare"]``.
-
-    A round runs ``iters`` steps of every variant in turn, in an order rotated
-    from round to round; many short rounds make a burst of load from
-    elsewhere on the machine fall on every variant alike.
+    Many short rounds make a burst of load from elsewhere on the machine fall
+    on every variant alike.
     """
     names = list(runners)
-    times = {name: [] for name in names}
+    runs: dict[str, list[Run]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(runners[name].run(iters))
-    bare = np.array(times["bare"])
-    results = {}
-    for name in names:
-        ratios = np.array(times[name]) / bare
-        results[name] = dict(
-            ms=1e3 * float(np.median(times[name])),
-            ratio=float(np.median(ratios)),
-            ratio_q1=float(np.quantile(ratios, 0.25)),
-            ratio_q3=float(np.quantile(ratios, 0.75)),
-            ratio_ci95=median_interval(ratios),
-        )
-    return results
+            runs[name].append(runners[name].run(iters))
+    return runs
 
 
-def measure_steps(plan, rounds, iters, log) -> list[dict]:
-    rows = []
-    for size, view, names, inners in plan:
-        for inner in inners:
-            params, data = problem(view, size)
-            runners = {
-                name: Runner(view, variant, params, data)
-                for name, variant in variants_for(inner, names).items()
-            }
-            timing = interleaved(runners, rounds[size], iters[size])
-            bare = runners["bare"]
-            for name, runner in runners.items():
-                row = dict(
-                    size=tree_bytes(params) // 4,
-                    view=view,
-                    inner=inner,
-                    variant=name,
-                    **timing[name],
-                    compile_s=runner.compile_s,
-                    compile_ratio=runner.compile_s / bare.compile_s,
-                    state_bytes=runner.state_bytes,
-                    temp_bytes=runner.temp_bytes,
-                    copies=runner.copies,
-                    entry_copy_bytes=runner.entry_copy_bytes,
-                    minor_faults_per_step=statistics.median(runner.minor_faults),
-                    host_share=statistics.median(runner.host_share),
-                )
-                rows.append(row)
-                log(row)
-            del runners
-    return rows
+def iterations(seconds_per_step: float, max_iters: int) -> int:
+    """Steps per round: ``ROUND_SECONDS`` of the bare step, within bounds."""
+    wanted = math.ceil(ROUND_SECONDS / max(seconds_per_step, 1e-9))
+    return max(MIN_ITERS, min(max_iters, wanted))
 
 
-def problem(view: str, size: int):
-    """The params of a view's problem, and its data (a batch, or gradients)."""
-    if view != "train":
-        params = flat_params(size)
-        return params, jax.tree.map(lambda p: p * 1e-3, params)
-    params = mlp_params(size)
-    width = params["w1"].shape[0]
-    keys = jax.random.split(jax.random.key(1))
-    batch = (
-        jax.random.normal(keys[0], (TRAIN_BATCH, width)),
-        jax.random.randint(keys[1], (TRAIN_BATCH,), 0, 10),
-    )
-    return params, batch
-
-
-def measure_memory(size: int) -> list[dict]:
-    """Temporary bytes of a two-phase switch's step and of its bare phases.
-
-    Adam, then SGD with momentum, neither with temporaries of its own, in
-    every view: what a switch adds, apart from its phases' own.
-    """
-    adam, sgdm = INNERS["adam"], INNERS["sgdm"]
-    cases = {
-        "adam": lambda: adam(),
-        "sgdm": lambda: sgdm(),
-        "switch_at(adam, sgdm)": lambda: osw.switch_at([adam(), sgdm()], [NEVER]),
-        "switch_at(adam, sgdm, share_memory=True)": lambda: osw.switch_at(
-            [adam(), sgdm()], [NEVER], share_memory=True
-        ),
-        "resettable(adam)": lambda: osw.resettable(adam(), osw.every(NEVER)),
+def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
+    params, data = _views.problem(group.view, group.size)
+    makers = _variants.makers(inner)
+    runners = {
+        name: Runner(group.view, makers[name], params, data, group.compile_repeats)
+        for name in ("bare", *group.variants)
     }
+    # Warm-up rounds, which also time the bare step (the fastest of them: a
+    # burst of load elsewhere only ever slows a round down).
+    warm_up = interleaved(runners, 3, MIN_ITERS)
+    iters = iterations(min(run.seconds for run in warm_up["bare"]), max_iters)
+    runs = interleaved(runners, group.rounds, iters)
+    bare_seconds = np.array([run.seconds for run in runs["bare"]])
+    # The bare step's compile time: the fastest sample of both bare steps
+    # (the same program), as a compile time only ever grows with the load.
+    bare_compile = min(
+        min(runners[name].compile_samples)
+        for name in ("bare", "bare_control")
+        if name in runners
+    )
     rows = []
-    for view in ("update", "apply", "train"):
-        params, data = problem(view, size)
-        for case, make in cases.items():
-            runner = Runner(view, Variant(make()), params, data)
-            rows.append(
-                dict(
-                    size=tree_bytes(params) // 4,
-                    view=view,
-                    case=case,
-                    temp_bytes=runner.temp_bytes,
-                    entry_copy_bytes=runner.entry_copy_bytes,
-                    state_bytes=runner.state_bytes,
-                )
+    for name, runner in runners.items():
+        seconds = np.array([run.seconds for run in runs[name]])
+        variant = runner.variant
+        rows.append(
+            dict(
+                view=group.view,
+                size=group.size,
+                params=tree_bytes(params) // 4,
+                inner=inner,
+                variant=name,
+                phase=variant.phase,
+                phases=variant.phases,
+                share_memory=variant.share_memory,
+                rounds=group.rounds,
+                iters=iters,
+                ms=1e3 * float(np.median(seconds)),
+                **_stats.ratio_summary(seconds / bare_seconds),
+                round_ms=[1e3 * float(s) for s in seconds],
+                compile_s=min(runner.compile_samples),
+                compile_samples_s=runner.compile_samples,
+                bare_compile_s=bare_compile,
+                compile_ratio=min(runner.compile_samples) / bare_compile,
+                **runner.hlo,
+                temp_bytes=runner.temp_bytes,
+                state_bytes=runner.state_bytes,
+                minor_faults_per_step=statistics.median(
+                    run.minor_faults for run in runs[name]
+                ),
+                host_share=statistics.median(run.host_share for run in runs[name]),
             )
+        )
     return rows
+
+
+def measure_steps(plan: list[Group], max_iters: int, log) -> tuple[list, list]:
+    """Every group of ``plan``: its rows, and the wall time of each group."""
+    # A process's first compilations pay for warming JAX's and XLA's own
+    # caches; a throwaway one keeps that out of the first group's bare case.
+    params, data = _views.problem("train", 1 * K)
+    Runner("train", _variants.makers("adam")["switch_at_2"], params, data)
+    rows, timings = [], []
+    for group in plan:
+        for inner in group.inners:
+            start = time.perf_counter()
+            for row in measure_group(group, inner, max_iters):
+                log(row)
+                rows.append(row)
+            seconds = time.perf_counter() - start
+            timings.append(
+                dict(view=group.view, size=group.size, inner=inner, seconds=seconds)
+            )
+            print(f"  ({seconds:.0f}s)", flush=True)
+    return rows, timings
 
 
 def measure_firing(size: int, repeats: int) -> list[dict]:
@@ -445,9 +387,9 @@ def measure_firing(size: int, repeats: int) -> list[dict]:
     In the update view (state and gradients donated), where a normal step
     costs what the bare inner's does, so the difference is the fire's own.
     """
-    params = flat_params(size)
+    params = _views.flat_params(size)
     grads = jax.tree.map(lambda p: p * 1e-3, params)
-    adam, sgdm = INNERS["adam"], INNERS["sgdm"]
+    adam, sgdm = _variants.INNERS["adam"], _variants.INNERS["sgdm"]
     cases = {
         "resettable(adam)": (
             osw.resettable(adam()),
@@ -468,14 +410,14 @@ def measure_firing(size: int, repeats: int) -> list[dict]:
         out = jax.block_until_ready(fn(*args))
         return time.perf_counter() - start, out
 
+    def update_step(tx):
+        fn, donate = _views.step_function("update", tx, False)
+        return jax.jit(fn, donate_argnums=donate)
+
     rows = []
     for name, (tx, request, inners) in cases.items():
-        fn, donate = step_function("update", tx, False)
-        step = jax.jit(fn, donate_argnums=donate)
-        bare_steps = [
-            jax.jit(step_function("update", inner, False)[0], donate_argnums=donate)
-            for inner in inners
-        ]
+        step = update_step(tx)
+        bare_steps = [update_step(inner) for inner in inners]
         init_fns = [jax.jit(inner.init) for inner in inners]
         state = tx.init(params)
         bare_states = [inner.init(params) for inner in inners]
@@ -498,7 +440,7 @@ def measure_firing(size: int, repeats: int) -> list[dict]:
         fire, normal, bare, init = (np.array(column[2:]) for column in zip(*samples))
         rows.append(
             dict(
-                size=tree_bytes(params) // 4,
+                size=size,
                 case=name,
                 fire_ms=1e3 * float(np.median(fire)),
                 normal_ms=1e3 * float(np.median(normal)),
@@ -513,27 +455,30 @@ def measure_firing(size: int, repeats: int) -> list[dict]:
 
 def measure_rejit(size: int, repeats: int) -> dict:
     """What switching costs the usual way: a new optimizer, re-jitted."""
-    params = mlp_params(size)
+    params = _views.mlp_params(size)
     width = params["w1"].shape[0]
-    batch = (jnp.ones((TRAIN_BATCH, width)), jnp.zeros((TRAIN_BATCH,), jnp.int32))
+    batch = (
+        jnp.ones((_views.TRAIN_BATCH, width)),
+        jnp.zeros((_views.TRAIN_BATCH,), jnp.int32),
+    )
     value = jnp.float32(0.0)
     rejit = []
     for _ in range(repeats):
         start = time.perf_counter()
         tx = optax.sgd(1e-3, momentum=0.9)
-        fn, donate = step_function("train", tx, False)
+        fn, donate = _views.step_function("train", tx, False)
         # A new function object: jax.jit traces and XLA compiles it anew, as a
         # training loop that re-creates its optimizer at the switch does.
         step = jax.jit(lambda *args, fn=fn: fn(*args), donate_argnums=donate)
         state = tx.init(params)
-        jax.block_until_ready(step(jax.tree.map(jnp.copy, params), state, batch, value))
+        jax.block_until_ready(step(_copy_tree(params), state, batch, value))
         rejit.append(time.perf_counter() - start)
     tx = osw.switch(
         [optax.adam(1e-3), optax.sgd(1e-3, momentum=0.9)], osw.never(), cycle=True
     )
-    fn, donate = step_function("train", tx, False)
+    fn, donate = _views.step_function("train", tx, False)
     step = jax.jit(fn, donate_argnums=donate)
-    p, state = jax.tree.map(jnp.copy, params), tx.init(params)
+    p, state = _copy_tree(params), tx.init(params)
     fire = []
     for _ in range(repeats + 2):
         state = osw.request_switch(state)
@@ -543,14 +488,11 @@ def measure_rejit(size: int, repeats: int) -> dict:
     rejit_ms = 1e3 * statistics.median(rejit)
     fire_ms = 1e3 * statistics.median(fire[2:])
     return dict(
-        size=tree_bytes(params) // 4,
+        size=size,
         rejit_first_step_ms=rejit_ms,
         switch_firing_step_ms=fire_ms,
         rejit_over_switch=rejit_ms / fire_ms,
     )
-
-
-# ---------------------------------------------------------------- reporting
 
 
 def machine() -> dict:
@@ -558,6 +500,8 @@ def machine() -> dict:
     return dict(
         backend=jax.default_backend(),
         device_kind=device.device_kind,
+        # On GPU, the CUDA and driver versions.
+        platform_version=device.client.platform_version,
         device_count=jax.device_count(),
         cpu_count=os.cpu_count(),
         processor=platform.processor() or platform.machine(),
@@ -571,33 +515,20 @@ def machine() -> dict:
     )
 
 
-def print_table(rows: list[dict]) -> None:
-    variants = list(dict.fromkeys(row["variant"] for row in rows))
-    for size, view in dict.fromkeys((row["size"], row["view"]) for row in rows):
-        print(
-            f"\n{view} view, {size / 1e6:.1f}M params: step-time ratio to the bare"
-            " inner (median over rounds) [entry-computation copies in MiB]"
-        )
-        print(f"  {'variant':<19}" + "".join(f"{inner:>22}" for inner in INNERS))
-        for variant in variants:
-            cells = []
-            for inner in INNERS:
-                match = [
-                    row
-                    for row in rows
-                    if (row["size"], row["view"], row["inner"], row["variant"])
-                    == (size, view, inner, variant)
-                ]
-                if match:
-                    row = match[0]
-                    cells.append(
-                        f"{row['ratio']:.3f} ({row['ms']:.2f}ms)"
-                        f" [{row['entry_copy_bytes'] / 2**20:.1f}]"
-                    )
-                else:
-                    cells.append("-")
-            if any(cell != "-" for cell in cells):
-                print(f"  {variant:<19}" + "".join(f"{cell:>22}" for cell in cells))
+def log_row(row: dict) -> None:
+    low, high = row["ratio_ci95"]
+    print(
+        f"  {row['view']:>12} {row['size']:>9,} {row['inner']:>4}"
+        f" {row['variant']:<21} ratio {row['ratio']:.3f} [{low:.3f}, {high:.3f}]"
+        f" {row['ms']:8.3f}ms x{row['iters']:<2}"
+        f" cond {row['conditionals']:2d}"
+        f" param-copies {row['param_copies']:2d} ({row['entry_param_copies']} entry)"
+        f" temp {row['temp_bytes'] / 2**20:7.2f}MiB"
+        f" compile {row['compile_s']:.2f}s ({row['compile_ratio']:.2f}x)"
+        f" faults/step {row['minor_faults_per_step']:.0f}"
+        f" in-call {row['host_share']:.0%}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -613,83 +544,21 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*donated buffers were not usable.*")
 
-    all_variants = [
-        "switch_at",
-        "switch_on_plateau",
-        "switch_shared",
-        "naive_switch",
-        "resettable",
-        "resettable_fields",
-    ]
-    # Other designs of a switch, kept in benchmarks/ for comparison.
-    baselines = ["branchfree_shared", "unforwarded_switch"]
-    designs = ["switch_at", "switch_shared", "naive_switch", *baselines]
-    every_inner = list(INNERS)
-    small = 20_000
     if args.quick:
-        plan = [
-            # Every variant once, so that a broken baseline fails the smoke test.
-            (
-                small,
-                "update",
-                [*all_variants, *baselines, "carrying_others"],
-                ["adam"],
-            ),
-            (small, "apply", ["switch_at"], ["adam"]),
-            (small, "train", ["switch_at"], ["adam"]),
-        ]
-        rounds, iters = {small: 2}, {small: 2}
-        firing_size, rejit_size, repeats = small, small, 2
+        plan, max_iters, firing_size, repeats = quick_plan(), 4, 1 * K, 2
     else:
-        m = 1_000_000
-        # The update view isolates the wrapper's own cost, so it gets every
-        # variant; the apply and train views then show the designs that differ.
-        # From 10M on, every variant of the library (the baselines are known).
-        large = [name for name in all_variants if name != "naive_switch"]
-        plan = [
-            # So small that the step is the fixed cost of a call: what the
-            # wrapper adds per step, in microseconds, whatever the model.
-            (small, "update", [*all_variants, "carrying_others"], every_inner),
-            (m, "update", [*all_variants, *baselines], every_inner),
-            (m, "apply", [*designs, "resettable"], every_inner),
-            (m, "train", designs, every_inner),
-            (10 * m, "update", large, every_inner),
-            (10 * m, "apply", large, every_inner),
-            (50 * m, "update", large, every_inner),
-            (50 * m, "apply", large, every_inner),
-        ]
-        rounds = {small: 31, m: 51, 10 * m: 11, 50 * m: 7}
-        iters = {small: 20, m: 8, 10 * m: 4, 50 * m: 3}
-        firing_size, rejit_size, repeats = m, m, 7
-
-    def log(row):
-        low, high = row["ratio_ci95"]
-        print(
-            f"  {row['view']:>6} {row['size'] / 1e6:6.2f}M {row['inner']:>10}"
-            f" {row['variant']:<18} ratio {row['ratio']:.3f}"
-            f" [{low:.3f}, {high:.3f}]"
-            f" {row['ms']:8.2f}ms copies {row['copies']:3d}"
-            f" entry-copy {row['entry_copy_bytes'] / 2**20:7.2f}MiB"
-            f" temp {row['temp_bytes'] / 2**20:8.2f}MiB"
-            f" state {row['state_bytes'] / 2**20:8.2f}MiB"
-            f" compile {row['compile_s']:.2f}s"
-            f" faults/step {row['minor_faults_per_step']:.0f}"
-            f" in-call {row['host_share']:.0%}",
-            flush=True,
-        )
+        plan, max_iters, firing_size, repeats = full_plan(), MAX_ITERS, 2 * M, 7
 
     start = time.perf_counter()
     results = dict(machine=machine(), quick=args.quick)
-    results["steps"] = measure_steps(plan, rounds, iters, log)
-    results["memory"] = measure_memory(firing_size)
+    results["steps"], results["group_s"] = measure_steps(plan, max_iters, log_row)
     results["firing"] = measure_firing(firing_size, repeats)
     for row in results["firing"]:
         print(" ", json.dumps(row))
-    results["rejit"] = measure_rejit(rejit_size, max(repeats // 2, 2))
+    results["rejit"] = measure_rejit(firing_size, max(repeats // 2, 2))
     print(" ", json.dumps(results["rejit"]))
     results["wall_s"] = time.perf_counter() - start
     results["machine"]["load_average_end"] = os.getloadavg()
-    print_table(results["steps"])
 
     out = args.out
     if out is None:
@@ -697,6 +566,8 @@ def main(argv: list[str] | None = None) -> dict:
         out = pathlib.Path(__file__).parent / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
+    print()
+    print(report.render(results))
     print(f"\nwrote {out} in {results['wall_s']:.0f}s")
     return results
 

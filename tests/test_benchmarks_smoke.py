@@ -26,13 +26,19 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     results = json.loads(out.read_text())
     assert results["quick"] is True
     assert results["machine"]["backend"] == "cpu"
+    assert "xla_flags" in results["machine"] and results["machine"]["device_kind"]
     variants = {row["variant"] for row in results["steps"]}
-    assert {"bare", "switch_at", "naive_switch", "resettable"} <= variants
+    assert {"bare", "bare_control", "switch_at_2", "naive_switch"} <= variants
+    assert {"resettable", "switch_on_plateau", "switch_at_8_shared"} <= variants
     views = {row["view"] for row in results["steps"]}
-    assert views == {"update", "apply", "train"}
+    assert views == {"update", "train", "separate-jit", "no-donation"}
     for row in results["steps"]:
-        assert row["ratio"] > 0 and row["ms"] > 0, row
-        assert row["state_bytes"] > 0 and row["copies"] >= 0, row
+        assert row["ratio"] > 0 and row["ms"] > 0 and row["compile_s"] > 0, row
+        assert row["state_bytes"] > 0 and row["param_copies"] >= 0, row
+        assert len(row["round_ms"]) == row["rounds"], row
+        # Counted in the optimized HLO: a bare optax step has no conditional.
+        if row["variant"].startswith("bare"):
+            assert row["conditionals"] == 0, row
     assert {row["case"] for row in results["firing"]} == {
         "resettable(adam)",
         "switch(adam, sgdm, cycle)",
@@ -47,5 +53,14 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
         timeout=60,
     )
     assert report.returncode == 0, report.stderr[-4000:]
-    for heading in ("Targets:", "Fixed cost per step", "**train**", "firing"):
+    headings = (
+        "Issue 12's targets",
+        "**train**",
+        "**separate-jit**",
+        "**no-donation**",
+        "Phase count",
+        "Fixed cost per step",
+        "firing",
+    )
+    for heading in headings:
         assert heading in report.stdout, heading
