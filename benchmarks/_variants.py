@@ -15,9 +15,7 @@ import functools
 
 import optax
 
-from benchmarks import _branchfree
 from benchmarks import _naive
-from benchmarks import _unforwarded
 import optaxswap as osw
 
 # Far beyond any benchmark's step count: the triggers never fire on their own.
@@ -85,9 +83,14 @@ def carrying_others(inner: str, count: int) -> optax.GradientTransformationExtra
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _switch(inner: str, count: int, share_memory: bool) -> Variant:
+def _switch(
+    inner: str, count: int, share_memory: bool, execution: str = "branched"
+) -> Variant:
     tx = osw.switch_at(
-        alternating(count), never_boundaries(count), share_memory=share_memory
+        alternating(count),
+        never_boundaries(count),
+        share_memory=share_memory,
+        execution=execution,
     )
     return Variant(tx, measured_phase(inner, count), count, share_memory)
 
@@ -123,16 +126,15 @@ def makers(inner: str) -> dict[str, Callable[[], Variant]]:
         f"carrying_others_{PHASE_COUNTS[-1]}": lambda: Variant(
             carrying_others(inner, PHASE_COUNTS[-1])
         ),
-        # Other designs of a switch, kept in benchmarks/ for comparison.
+        # The branch-free way a switch can run: every phase, then a select.
+        "switch_at_2_fused": functools.partial(_switch, inner, 2, False, "fused"),
+        "switch_at_2_shared_fused": functools.partial(_switch, inner, 2, True, "fused"),
+        # The first design, kept in benchmarks/ for comparison.
         "naive_switch": lambda: _two_phase(
             inner,
             lambda phases, boundaries: _naive.naive_switch(
                 phases, osw.at_steps(boundaries)
             ),
-        ),
-        "branchfree_shared": lambda: _two_phase(inner, _branchfree.branchfree_switch),
-        "unforwarded_switch": lambda: _two_phase(
-            inner, _unforwarded.unforwarded_switch
         ),
     }
     for count in PHASE_COUNTS:

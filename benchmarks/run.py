@@ -68,9 +68,10 @@ EVERY_VIEW = (
     "switch_at_8",
     "switch_at_8_shared",
 )
-# Other designs of a switch (benchmarks/_naive.py, _branchfree.py,
-# _unforwarded.py), for comparison.
-BASELINES = ("naive_switch", "branchfree_shared", "unforwarded_switch")
+# The branch-free execution of a switch, where conditionals cost the most.
+FUSED = ("switch_at_2_fused", "switch_at_2_shared_fused")
+# The first design of a switch (benchmarks/_naive.py), for comparison.
+BASELINES = ("naive_switch",)
 LARGEST = _variants.PHASE_COUNTS[-1]
 PHASE_COUNT = (
     f"switch_at_{LARGEST}",
@@ -106,11 +107,13 @@ def full_plan() -> list[Group]:
     # Fewer rounds where a step is long: each round lasts at least two steps.
     return [
         Group("update", 20 * K, FIXED_COST, rounds=41),
-        Group("train", 1 * K, EVERY_VIEW, rounds=41),
-        Group("train", 20 * K, EVERY_VIEW, rounds=41),
-        Group("train", 200 * K, EVERY_VIEW + PHASE_COUNT, 41, compile_repeats=2),
-        Group("train", 2 * M, EVERY_VIEW + BASELINES, rounds=21),
-        Group("separate-jit", 2 * M, EVERY_VIEW + BASELINES, rounds=21),
+        Group("train", 1 * K, EVERY_VIEW + FUSED, rounds=41),
+        Group("train", 20 * K, EVERY_VIEW + FUSED, rounds=41),
+        Group(
+            "train", 200 * K, EVERY_VIEW + FUSED + PHASE_COUNT, 41, compile_repeats=2
+        ),
+        Group("train", 2 * M, EVERY_VIEW + FUSED + BASELINES, rounds=21),
+        Group("separate-jit", 2 * M, EVERY_VIEW + FUSED + BASELINES, rounds=21),
         Group("separate-jit", 20 * M, EVERY_VIEW, rounds=7),
         Group("no-donation", 2 * M, EVERY_VIEW, rounds=21),
         Group("no-donation", 20 * M, EVERY_VIEW, rounds=7),
@@ -126,7 +129,7 @@ def quick_plan() -> list[Group]:
         Group(
             "update",
             1 * K,
-            (*control, "resettable_fields", "carrying_others", *BASELINES),
+            (*control, "resettable_fields", "carrying_others", *FUSED, *BASELINES),
             rounds=2,
             inners=("adam",),
         ),
