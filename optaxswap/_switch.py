@@ -54,7 +54,7 @@ def switch(
     optimizer would, before this update runs on it. States of inactive phases
     are left untouched. The decision is taken inside the compiled step: the
     train step compiles once however many switches happen, and a phase's step
-    costs what its transform's step costs (see ``docs/performance.md``).
+    costs what its transform's step costs (see :doc:`/performance`).
 
     Args:
       transforms: a non-empty sequence of transforms; with one, nothing ever
