@@ -21,6 +21,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
 ]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
@@ -36,13 +37,16 @@ napoleon_numpy_docstring = False
 # documents the NamedTuple fields of module members already.
 napoleon_use_ivar = True
 
-html_theme = "alabaster"
+# Furo: its content column holds an 88-column code line at 1280 px, and it
+# builds offline (nothing is fetched, no intersphinx).
+html_theme = "furo"
 html_title = f"optaxswap {release}"
-html_theme_options = {
-    "description": "Reset or switch optax optimizers mid-run, compiled once.",
-    "fixed_sidebar": True,
-}
-html_sidebars = {"**": ["about.html", "navigation.html", "searchbox.html"]}
+
+# The copy button copies the code, not the prompts: a doctest's ``>>> `` and
+# ``... `` are left out (a bare ``...`` leaves the blank line that ends a
+# block), and so is its output; a block without prompts copies whole.
+copybutton_prompt_text = r">>> |\.\.\.(?: |$)"
+copybutton_prompt_is_regexp = True
 
 _DOCS = pathlib.Path(__file__).parent
 _TOCTREE_START = re.compile(r"^(```|:::)\{toctree\}")

@@ -14,13 +14,13 @@ which changes the regression target. Three optimizers are compared:
 The training loop only passes ``target_synced=`` to ``update``; the reset is
 decided inside the compiled step, which compiles once per optimizer.
 
-Run ``python examples/rl_target_sync.py`` (2000 updates per optimizer, about
-20 s on 2 CPU cores), or ``--fast`` for a smoke run. It prints, per
-optimizer, the mean squared error of the learnt Q-values against the exact
-ones (value iteration) at the end and averaged over the syncs (the area under
-the learning curve), and the number of resets. Which optimizer wins depends
-on the problem and the learning rate; the example shows the wiring, not a
-benchmark.
+Run ``python examples/rl_target_sync.py`` (2000 updates per optimizer, 6 to
+13 s on 2 CPU cores, depending on their load), or ``--fast`` for a smoke
+run. It prints, per optimizer, the mean squared error of the learnt Q-values
+against the exact ones (value iteration) at the end and averaged over the
+syncs (the area under the learning curve), and the number of resets. Which
+optimizer wins depends on the problem and the learning rate; the example
+shows the wiring, not a benchmark.
 """
 
 import argparse

@@ -415,25 +415,33 @@ def _placed_as_saved(target: Any, saved: Any) -> Any:
 
 
 def _manager_item_metadata(ocp: Any, manager: Any, step: int) -> Any:
-    """The metadata of a manager's default item at ``step``."""
-    metadata = manager.item_metadata(step)
-    if metadata is not None:
-        return metadata
-    # A manager knows an item's metadata only once it saved or restored that
-    # item itself; a freshly opened one reads it from the step's directory,
-    # named as CheckpointManager names steps and its single item by default.
+    """The metadata of a manager's default item at ``step``.
+
+    Read from the step's directory first, named as CheckpointManager names
+    steps and its single item by default: a manager knows an item's metadata
+    only once it saved or restored that item itself, and asking a freshly
+    opened one logs two Orbax warnings (``Item "default" was found in the
+    checkpoint, but could not be restored``) before it returns None.
+    """
     try:
         step_path = ocp.path.step.find_step_path(
             manager.directory, ocp.path.step.standard_name_format(), step=step
         )
-    except ValueError as error:
+    except ValueError:
+        step_path = None
+    if step_path is not None and (step_path / "default").exists():
+        return ocp.StandardCheckpointHandler().metadata(step_path / "default")
+    # Steps named the manager's own way: only a manager given the item's
+    # handler can read its metadata.
+    metadata = manager.item_metadata(step)
+    if metadata is None:
         raise ValueError(
             f"cannot read the metadata of step {step} in {manager.directory}:"
             " this CheckpointManager names its steps its own way and has not"
             " saved or restored the item yet. Create it with"
             " item_handlers=ocp.StandardCheckpointHandler()."
-        ) from error
-    return ocp.StandardCheckpointHandler().metadata(step_path / "default")
+        )
+    return metadata
 
 
 def wrap_state(

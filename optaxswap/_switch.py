@@ -58,7 +58,7 @@ def switch(
     optax lookup (``optax.tree.get``, ``optax.value_and_grad_from_state``)
     ever reads a stale value from an inactive phase. The decision is taken
     inside the compiled step: the train step compiles once however many
-    switches happen (see ``docs/performance.md`` for what a step costs).
+    switches happen (see :doc:`/performance` for what a step costs).
 
     The updates equal the active transform's in value; their dtype is the
     promotion of the phases' output dtypes (f32 params with bf16 gradients

@@ -1,7 +1,8 @@
 """Optimizer-reset recipes from the literature, built on ``resettable``.
 
-Each recipe is a few lines over :func:`optaxswap.resettable`; the pages under
-``docs/strategies/`` give the paper, the formula and a worked example.
+Each recipe is a few lines over :func:`optaxswap.resettable`; the
+:doc:`strategy pages </strategies/index>` give the paper, the formula and a
+worked example.
 
 - :func:`spam`: SPAM's periodic momentum reset with a cosine warm-up and
   spike-aware gradient clipping (Huang et al. 2025).

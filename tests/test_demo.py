@@ -222,3 +222,10 @@ def test_installed_console_script_runs_the_command_line():
     scripts = importlib.metadata.entry_points(group="console_scripts")
     (script,) = [entry for entry in scripts if entry.name == "optaxswap"]
     assert script.load() is _cli.main
+
+
+def test_quick_demo_piped_output_keeps_each_line_whole(quick_run):
+    stdout, out, _ = quick_run
+    wrote = f"Wrote {out / PLOT_NAME} and {out / RESULTS_NAME}"
+    assert len(wrote) > 80
+    assert wrote in stdout.splitlines()

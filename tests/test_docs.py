@@ -63,6 +63,21 @@ def test_site_shows_the_demo_picture(built_site):
     assert "demo.png" in (out / "index.html").read_text()
 
 
+def test_copy_buttons_leave_out_the_doctest_prompts(built_site):
+    _, out = built_site
+    assert "copybutton.js" in (out / "getting-started.html").read_text()
+    copy_script = (out / "_static" / "copybutton.js").read_text()
+    prompts = re.search(r"formatCopyText\(text, '(.*?)', true", copy_script)
+    assert prompts, "the prompts are not given as a regular expression"
+    pattern = re.compile("^(" + prompts[1].replace("\\\\", "\\") + ")(.*)")
+    copied = [
+        match[2]
+        for line in (">>> for step in range(3):", "...     x = step", "...", "2")
+        if (match := pattern.match(line))
+    ]
+    assert copied == ["for step in range(3):", "    x = step", ""]
+
+
 def test_api_reference_documents_every_public_name():
     api = (DOCS / "api.md").read_text()
     documented = re.findall(

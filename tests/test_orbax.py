@@ -480,6 +480,23 @@ def test_restore_checkpoint_from_a_manager_with_custom_step_names(tmp_path):
     assert_identical_trees(restored, state)
 
 
+def test_restore_checkpoint_from_a_fresh_manager_logs_no_orbax_warning(
+    tmp_path, caplog
+):
+    tx = osw.switch_on_plateau([optax.adam(0.1), optax.sgd(0.1)])
+    params = make_params()
+    state = advanced_state(tx, params, [1.0, 0.5])
+    with ocp.CheckpointManager(tmp_path / "run") as manager:
+        manager.save(2, args=ocp.args.StandardSave(state))
+        manager.wait_until_finished()
+    # A manager opened afresh, as a resumed job opens it, knows no handler.
+    with ocp.CheckpointManager(tmp_path / "run") as manager:
+        with caplog.at_level("WARNING"):
+            restored = osw.restore_checkpoint(manager, jax.eval_shape(tx.init, params))
+    assert_identical_trees(restored, state)
+    assert [record.getMessage() for record in caplog.records] == []
+
+
 def test_importing_optaxswap_imports_neither_orbax_nor_flax():
     code = (
         "import sys, optaxswap;"

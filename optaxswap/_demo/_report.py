@@ -151,6 +151,7 @@ def plot_curves(
     validation_axis.set_title(
         "validation loss (zoomed past the first tenth of the run)"
     )
+    validation_axis.set_ylabel("cross-entropy")
 
     handles = [
         Line2D([], [], color=colors[i % len(colors)], lw=2) for i in range(len(results))

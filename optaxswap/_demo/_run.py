@@ -42,6 +42,9 @@ def run_demo(
     from rich.progress import TimeElapsedColumn
 
     console = Console()
+    # Piped into a file or a log, rich would break sentences and paths at 80
+    # columns; the tables are laid out for 80 columns either way.
+    console.soft_wrap = not console.is_terminal
     out.mkdir(parents=True, exist_ok=True)
     digits = _data.load_digits_splits(config.seed)
     order = _data.batch_order(
