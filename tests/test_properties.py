@@ -391,9 +391,10 @@ class SwitchNode(CombinatorNode):
     def act(self, fire):
         num_phases = len(self.phases)
         if fire and (self.spec.cycle or self.phase < num_phases - 1):
+            # Leaving a phase re-initializes it, as entering one does.
+            self.phases[self.phase] = self.spec.phases[self.phase].fresh()
             self.phase = (self.phase + 1) % num_phases
             self.phases[self.phase] = self.spec.phases[self.phase].fresh()
-        # Inactive phases are left untouched.
         self.phases[self.phase].update()
 
     def check(self, state):

@@ -136,9 +136,9 @@ def test_summary_reads_a_shared_memory_switch_and_a_batch_of_states():
         "phase": 0,
         "count": 0,
         "requested": False,
-        "inner_states/kept/0/0/resets": 0,
-        "inner_states/kept/0/0/count": 0,
-        "inner_states/kept/0/0/requested": False,
+        "inner_states/rests/0/resets": 0,
+        "inner_states/rests/0/count": 0,
+        "inner_states/rests/0/requested": False,
     }
     population = jax.vmap(osw.on_spike(window=2).init)(jnp.zeros(4))
     assert osw.summary(population)["mean"].shape == (4,)
