@@ -21,7 +21,7 @@ from optaxswap._demo import _model
 from optaxswap._demo import _pinn_problem
 from optaxswap._demo import _training
 
-PINN_DEFAULT_STEPS = 1500
+PINN_DEFAULT_STEPS = 2000
 PINN_QUICK_STEPS = 600
 
 
