@@ -123,10 +123,10 @@ def _solution_formula() -> str:
 
     Examples:
       >>> _solution_formula()
-      'sin(2 pi x) + 0.2 sin(8 pi x)'
+      'sin(pi x) + 0.2 sin(4 pi x)'
     """
     terms = [
-        f"{'' if a == 1 else f'{a:g} '}sin({k:g} pi x)"
+        f"{'' if a == 1 else f'{a:g} '}sin({'' if k == 1 else f'{k:g} '}pi x)"
         for a, k in _pinn_problem.SOLUTION_MODES
     ]
     return " + ".join(terms)

@@ -21,8 +21,8 @@ from optaxswap._demo import _model
 from optaxswap._demo import _pinn_problem
 from optaxswap._demo import _training
 
-PINN_DEFAULT_STEPS = 2000
-PINN_QUICK_STEPS = 600
+PINN_DEFAULT_STEPS = 1500
+PINN_QUICK_STEPS = 800
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ class PinnConfig:
     steps: int = PINN_DEFAULT_STEPS
     seed: int = 0
     collocation_points: int = 128
-    hidden: tuple[int, ...] = (64,)
+    hidden: tuple[int, ...] = (32, 32)
     adam_learning_rate: float = 1e-2
     eval_every: int = 50
     plateau_window: int = 50
