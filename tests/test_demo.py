@@ -311,16 +311,20 @@ def test_quick_pinn_train_step_compiles_once_with_optaxswap(quick_pinn_run):
     assert strategies["rejit"]["compile_seconds_mid_run"] > 0
 
 
-def test_quick_pinn_rejit_follows_switch_at_through_the_switch(quick_pinn_run):
+def test_quick_pinn_switch_at_runs_adam_as_bare_optax_does(quick_pinn_run):
     _, _, results = quick_pinn_run
     strategies = _by_name(results)
-    switch_step = strategies["switch_at"]["switch_steps"][0]
-    # Bare optax (Adam, then a fresh L-BFGS) against optaxswap's switch_at:
-    # equal up to float32 round-off until L-BFGS's line search amplifies it.
+    # optaxswap's Adam phase against bare optax.adam from the same network:
+    # equal to float32 round-off over the smooth start of the run (Adam's
+    # first loss spike, near update 300, amplifies round-off).
     np.testing.assert_allclose(
-        strategies["switch_at"]["curves"]["update_loss"][: switch_step + 2],
-        strategies["rejit"]["curves"]["update_loss"][: switch_step + 2],
-        rtol=1e-4,
+        strategies["switch_at"]["curves"]["update_loss"][:200],
+        strategies["adam"]["curves"]["update_loss"][:200],
+        rtol=1e-5,
+    )
+    assert (
+        strategies["rejit"]["curves"]["update_loss"][:200]
+        == strategies["adam"]["curves"]["update_loss"][:200]
     )
 
 
