@@ -11,11 +11,20 @@ import pathlib
 import sys
 
 import optaxswap
+from optaxswap._demo import _pinn_training
 from optaxswap._demo import _strategies
 
 _DEMO_EXTRAS = ("sklearn", "matplotlib", "rich")
 _MAX_STEPS = 1_000_000
 _MAX_SEED = 2**31 - 1
+_PROBLEM_STRATEGIES = {
+    "digits": tuple(_strategies.STRATEGIES),
+    "pinn": tuple(_pinn_training.PINN_STRATEGIES),
+}
+_PROBLEMS = {
+    "all": tuple(_PROBLEM_STRATEGIES),
+    **{p: (p,) for p in _PROBLEM_STRATEGIES},
+}
 
 
 def _bounded_int(minimum: int, maximum: int) -> Callable[[str], int]:
@@ -37,7 +46,7 @@ def _bounded_int(minimum: int, maximum: int) -> Callable[[str], int]:
 
 def _strategy_names(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
-    known = tuple(_strategies.STRATEGIES)
+    known = tuple(dict.fromkeys(sum(_PROBLEM_STRATEGIES.values(), ())))
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
@@ -49,6 +58,48 @@ def _strategy_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _strategies_by_problem(
+    problem: str, names: tuple[str, ...] | None
+) -> dict[str, tuple[str, ...]]:
+    """The strategies each problem of ``--problem`` runs, given ``--strategies``.
+
+    Raises:
+      ValueError: if a name belongs to none of the problems, or a problem
+        gets no strategy.
+
+    Examples:
+      >>> _strategies_by_problem("all", ("adam", "sgd"))
+      {'digits': ('adam', 'sgd'), 'pinn': ('adam',)}
+      >>> _strategies_by_problem("pinn", ("sgd",))
+      Traceback (most recent call last):
+      ...
+      ValueError: --strategies: 'sgd' is not a strategy of --problem pinn ...
+    """
+    problems = _PROBLEMS[problem]
+    if names is None:
+        return {name: _PROBLEM_STRATEGIES[name] for name in problems}
+    by_problem = {
+        name: tuple(s for s in names if s in _PROBLEM_STRATEGIES[name])
+        for name in problems
+    }
+    known = "; ".join(
+        f"{name}: {', '.join(_PROBLEM_STRATEGIES[name])}" for name in problems
+    )
+    unused = [s for s in names if not any(s in run for run in by_problem.values())]
+    if unused:
+        raise ValueError(
+            f"--strategies: {', '.join(map(repr, unused))} is not a strategy of"
+            f" --problem {problem} ({known})"
+        )
+    empty = [name for name, run in by_problem.items() if not run]
+    if empty:
+        raise ValueError(
+            f"--strategies names no {' or '.join(empty)} strategy ({known});"
+            " add one, or choose another --problem"
+        )
+    return by_problem
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``optaxswap`` command.
 
@@ -58,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     Examples:
       >>> args = build_parser().parse_args(
       ...     ["demo", "--quick", "--strategies", "adam,switch_on_plateau"])
-      >>> args.quick, args.strategies, args.steps
-      (True, ('adam', 'switch_on_plateau'), None)
+      >>> args.quick, args.strategies, args.steps, args.problem
+      (True, ('adam', 'switch_on_plateau'), None, 'all')
     """
     parser = argparse.ArgumentParser(
         prog="optaxswap",
@@ -72,20 +123,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     demo = commands.add_parser(
         "demo",
-        help="compare optimizer strategies on scikit-learn's digits",
+        help="compare optimizer strategies on digits and on a PINN",
         description=(
-            "Train a small MLP on scikit-learn's bundled handwritten digits with"
-            " each strategy (same seed, data order and initial model), print a"
-            " table, and write a loss-curve PNG and results.json into --out."
+            "Train a small MLP on scikit-learn's bundled handwritten digits, and"
+            " a physics-informed network (PINN) on a 1D Poisson problem, with"
+            " each strategy (same seed, data and initial model), print tables,"
+            " and write loss-curve PNGs and JSON results into --out."
             " Needs the demo extra: pip install 'optaxswap[demo]'."
         ),
+    )
+    demo.add_argument(
+        "--problem",
+        choices=tuple(_PROBLEMS),
+        default="all",
+        help="digits (Adam, SGD and switches between them), pinn (Adam, then"
+        " L-BFGS) or all (default)",
     )
     demo.add_argument(
         "--steps",
         type=_bounded_int(1, _MAX_STEPS),
         default=None,
-        help=f"train steps per strategy (default {_strategies.DEFAULT_STEPS},"
-        f" or {_strategies.QUICK_STEPS} with --quick)",
+        help="train steps per strategy, for each problem (default"
+        f" {_strategies.DEFAULT_STEPS} for digits and"
+        f" {_pinn_training.PINN_DEFAULT_STEPS} for pinn; with --quick"
+        f" {_strategies.QUICK_STEPS} and {_pinn_training.PINN_QUICK_STEPS})",
     )
     demo.add_argument(
         "--seed",
@@ -102,15 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--strategies",
         type=_strategy_names,
-        default=tuple(_strategies.STRATEGIES),
-        help=f"comma-separated subset of: {', '.join(_strategies.STRATEGIES)}"
-        " (default all)",
+        default=None,
+        help="comma-separated subset; each problem runs those it has (digits:"
+        f" {', '.join(_PROBLEM_STRATEGIES['digits'])}; pinn:"
+        f" {', '.join(_PROBLEM_STRATEGIES['pinn'])}; default all)",
     )
     demo.add_argument(
         "--quick",
         action="store_true",
-        help=f"a short run ({_strategies.QUICK_STEPS} steps) for a smoke test;"
-        " --steps still wins",
+        help="a short run for a smoke test; --steps still wins",
     )
     return parser
 
@@ -139,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:
         return int(exit_request.code or 0)
+    try:
+        strategies = _strategies_by_problem(args.problem, args.strategies)
+    except ValueError as error:
+        return _fail(str(error), 2)
     missing = [name for name in _DEMO_EXTRAS if importlib.util.find_spec(name) is None]
     if missing:
         return _fail(
@@ -150,15 +215,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         return _fail(f"cannot create --out folder {str(args.out)!r}: {error}")
-    steps = args.steps
-    if steps is None:
-        steps = _strategies.QUICK_STEPS if args.quick else _strategies.DEFAULT_STEPS
-    config = _strategies.DemoConfig(steps=steps, seed=args.seed)
 
     from optaxswap._demo import run_demo
+    from optaxswap._demo import run_pinn_demo
 
     try:
-        run_demo(config, args.strategies, args.out)
+        if "digits" in strategies:
+            steps = args.steps or (
+                _strategies.QUICK_STEPS if args.quick else _strategies.DEFAULT_STEPS
+            )
+            config = _strategies.DemoConfig(steps=steps, seed=args.seed)
+            run_demo(config, strategies["digits"], args.out)
+        if "pinn" in strategies:
+            steps = args.steps or (
+                _pinn_training.PINN_QUICK_STEPS
+                if args.quick
+                else _pinn_training.PINN_DEFAULT_STEPS
+            )
+            pinn_config = _pinn_training.PinnConfig(steps=steps, seed=args.seed)
+            run_pinn_demo(pinn_config, strategies["pinn"], args.out)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except OSError as error:

@@ -10,14 +10,22 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from optaxswap import _cli
+from optaxswap._demo import PINN_PLOT_NAME
+from optaxswap._demo import PINN_QUICK_STEPS
+from optaxswap._demo import PINN_RESULTS_NAME
+from optaxswap._demo import PINN_STRATEGIES
 from optaxswap._demo import PLOT_NAME
 from optaxswap._demo import QUICK_STEPS
 from optaxswap._demo import RESULTS_NAME
 from optaxswap._demo import STRATEGIES
 from optaxswap._demo import DemoConfig
+from optaxswap._demo import PinnConfig
+from optaxswap._demo import _model
+from optaxswap._demo import _pinn_problem
 from optaxswap._demo._training import count_compilations
 
 
@@ -25,7 +33,17 @@ from optaxswap._demo._training import count_compilations
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "nested" / "out"
     completed = subprocess.run(
-        [sys.executable, "-m", "optaxswap", "demo", "--quick", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "optaxswap",
+            "demo",
+            "--quick",
+            "--problem",
+            "digits",
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -177,6 +195,10 @@ def test_compilation_counter_counts_every_recompile():
         (["demo", "--strategies", "adam,adam"], "twice"),
         (["demo", "--strategies", ","], "--strategies"),
         (["demo", "--frobnicate"], "--frobnicate"),
+        (["demo", "--problem", "burgers"], "--problem"),
+        (["demo", "--problem", "pinn", "--strategies", "sgd"], "'sgd'"),
+        (["demo", "--problem", "digits", "--strategies", "rejit"], "'rejit'"),
+        (["demo", "--strategies", "rejit"], "no digits strategy"),
         ([], "COMMAND"),
     ],
 )
@@ -229,3 +251,149 @@ def test_quick_demo_piped_output_keeps_each_line_whole(quick_run):
     wrote = f"Wrote {out / PLOT_NAME} and {out / RESULTS_NAME}"
     assert len(wrote) > 80
     assert wrote in stdout.splitlines()
+
+
+@pytest.fixture(scope="module")
+def quick_pinn_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pinn")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optaxswap",
+            "demo",
+            "--quick",
+            "--problem",
+            "pinn",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads((out / PINN_RESULTS_NAME).read_text())
+    return completed.stdout, out, results
+
+
+def test_quick_pinn_writes_every_field_of_every_strategy(quick_pinn_run):
+    _, out, results = quick_pinn_run
+    assert set(results) >= {"problem", "config", "environment", "solution_x"}
+    assert results["config"]["steps"] == PINN_QUICK_STEPS
+    strategies = _by_name(results)
+    assert list(strategies) == list(PINN_STRATEGIES)
+    for strategy in strategies.values():
+        assert set(strategy["final"]) == {
+            "train_residual",
+            "validation_residual",
+            "l2_error",
+        }
+        assert all(math.isfinite(value) for value in strategy["final"].values())
+        curves = strategy["curves"]
+        assert len(curves["update_loss"]) == PINN_QUICK_STEPS
+        assert curves["step"][0] == 0 and curves["step"][-1] == PINN_QUICK_STEPS
+        assert len(strategy["solution"]) == len(results["solution_x"])
+        for key in ("wall_seconds", "compile_seconds", "compile_seconds_mid_run"):
+            assert strategy[key] >= 0
+    data = (out / PINN_PLOT_NAME).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_pinn_switches_to_lbfgs_at_the_configured_step(quick_pinn_run):
+    _, _, results = quick_pinn_run
+    strategies = _by_name(results)
+    switch_step = PinnConfig(steps=PINN_QUICK_STEPS).switch_step
+    assert strategies["switch_at"]["switch_steps"] == [switch_step]
+    assert strategies["rejit"]["switch_steps"] == [switch_step]
+    assert strategies["adam"]["switch_steps"] == []
+
+
+def test_quick_pinn_plateau_switch_follows_the_training_loss(quick_pinn_run):
+    _, _, results = quick_pinn_run
+    config = results["config"]
+    losses = _by_name(results)["switch_on_plateau"]["curves"]["update_loss"]
+    # An independent replay of the plateau rule (mode="min", atol=0) over the
+    # training losses given as value=, averaged over plateau_window updates.
+    window = config["plateau_window"]
+    best, bad_count, expected = math.inf, 0, None
+    for end in range(window, len(losses) + 1, window):
+        mean = sum(losses[end - window : end]) / window
+        if math.isinf(best) or mean < best - config["plateau_rtol"] * abs(best):
+            best, bad_count = mean, 0
+        else:
+            bad_count += 1
+        if bad_count >= config["plateau_patience"]:
+            expected = end - 1  # the update that completed the window switches
+            break
+    assert expected is not None, "the quick run should reach a plateau"
+    assert _by_name(results)["switch_on_plateau"]["switch_steps"] == [expected]
+
+
+def test_quick_pinn_train_step_compiles_once_with_optaxswap(quick_pinn_run):
+    _, _, results = quick_pinn_run
+    strategies = _by_name(results)
+    for name in ("adam", "switch_at", "switch_on_plateau"):
+        assert strategies[name]["compilations"] == 1, name
+        assert strategies[name]["compile_seconds_mid_run"] == 0, name
+    # Without optaxswap: Adam's step, then L-BFGS's, compiled mid-run.
+    assert strategies["rejit"]["compilations"] >= 2
+    assert strategies["rejit"]["compile_seconds_mid_run"] > 0
+
+
+def test_quick_pinn_switch_at_runs_adam_as_bare_optax_does(quick_pinn_run):
+    _, _, results = quick_pinn_run
+    strategies = _by_name(results)
+    # optaxswap's Adam phase against bare optax.adam from the same network:
+    # equal to float32 round-off over the smooth start of the run (Adam's
+    # first loss spike, near update 300, amplifies round-off).
+    np.testing.assert_allclose(
+        strategies["switch_at"]["curves"]["update_loss"][:200],
+        strategies["adam"]["curves"]["update_loss"][:200],
+        rtol=1e-5,
+    )
+    assert (
+        strategies["rejit"]["curves"]["update_loss"][:200]
+        == strategies["adam"]["curves"]["update_loss"][:200]
+    )
+
+
+def test_quick_pinn_lbfgs_after_adam_beats_adam_alone(quick_pinn_run):
+    _, _, results = quick_pinn_run
+    final = {name: s["final"] for name, s in _by_name(results).items()}
+    # The residual only: in the short run, switch_at's L2 error is not lower.
+    for name in ("switch_at", "switch_on_plateau"):
+        assert final[name]["train_residual"] < final["adam"]["train_residual"] / 10
+
+
+def test_exact_solution_has_no_poisson_residual():
+    points = jnp.linspace(0.0, 1.0, 101)
+    residual = _pinn_problem.poisson_residual(_pinn_problem.exact_solution, points)
+    scale = float(jnp.abs(_pinn_problem.forcing(points)).max())
+    assert float(jnp.abs(residual).max()) < 1e-5 * scale
+
+
+def test_zero_network_scores_a_residual_loss_of_one():
+    params = _model.init_mlp(jax.random.key(0), (1, 8, 1))
+    zero = jax.tree.map(jnp.zeros_like, params)
+    points = _pinn_problem.collocation_points(32)
+    assert float(_pinn_problem.residual_loss(zero, points)) == pytest.approx(1.0)
+
+
+def test_network_second_derivative_matches_finite_differences():
+    params = _model.init_mlp(jax.random.key(1), (1, 16, 1))
+    weights = {name: np.asarray(p, np.float64) for name, p in params.items()}
+
+    def u(x):  # the same network, written out in float64 NumPy
+        hidden = np.tanh(x[:, None] * weights["w0"] + weights["b0"])
+        return x * (1 - x) * (hidden @ weights["w1"] + weights["b1"])[:, 0]
+
+    x, h = np.linspace(0.1, 0.9, 9), 1e-3
+    finite_difference = (u(x + h) - 2 * u(x) + u(x - h)) / h**2
+    second = jax.vmap(
+        lambda point: _pinn_problem.second_derivative(
+            lambda y: _pinn_problem.network_solution(params, y), point
+        )
+    )(jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(second, finite_difference, rtol=1e-3, atol=1e-3)

@@ -18,6 +18,18 @@ PLOT_NAME = "loss_curves.png"
 RESULTS_NAME = "results.json"
 
 
+def describe_environment() -> dict[str, str]:
+    """The versions and machine a run's numbers come from, for its JSON."""
+    return {
+        "optaxswap": optaxswap.__version__,
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
 def run_demo(
     config: _strategies.DemoConfig,
     strategy_names: Sequence[str],
@@ -104,15 +116,7 @@ def run_demo(
             style="bold red",
             markup=False,
         )
-    environment = {
-        "optaxswap": optaxswap.__version__,
-        "jax": jax.__version__,
-        "optax": optax.__version__,
-        "backend": jax.default_backend(),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-    }
     _report.plot_curves(out / PLOT_NAME, config, results)
-    _report.write_json(out / RESULTS_NAME, config, results, environment)
+    _report.write_json(out / RESULTS_NAME, config, results, describe_environment())
     console.print(f"Wrote {out / PLOT_NAME} and {out / RESULTS_NAME}", markup=False)
     return results
