@@ -300,13 +300,16 @@ class _Phases:
     def split(self, index: int, state: optax.OptState, cells: Cells) -> Cells:
         return self.storage.replace_cells(cells).split(index, state)
 
-    def left_behind(self, index: int, inputs: "_Inputs") -> Cells:
+    def left_behind(
+        self, index: int, inputs: "_Inputs", *, slots: bool = False
+    ) -> Cells:
         """The cells of phase ``index`` that leaving it re-initializes.
 
-        Its own state, not the slots the entering phase takes over.
+        Its own state; the shared slots too if ``slots``, which is right only
+        where the entering phase writes them afterwards (it takes them over).
         """
         cells = self.split(index, self.fresh(index, inputs), self.storage.cells())
-        return {key: cells[key] for key in cells if key[0] == "rest"}
+        return {key: cells[key] for key in cells if slots or key[0] == "rest"}
 
     def init_only_fills(self, index: int) -> bool:
         return _inspect.only_fills(self.transforms[index].init, self.inputs.template)
@@ -357,20 +360,7 @@ def _output_dtypes(phases: _Phases) -> Any:
 def _single(phases: _Phases, moves: Moves) -> tuple[optax.Updates, Cells]:
     """One phase, re-entered when this update enters it."""
     cells = phases.storage.cells()
-    current = phases.read(0, cells)
-    entering = moves.entered == 0
-    if phases.init_only_fills(0):
-        # Fused into the update's loops: no conditional, no extra bytes.
-        state = select(entering, phases.entering(0, cells, phases.inputs), current)
-    else:
-        operands, rebuild = phases.inputs.operands()
-        state = lax.cond(
-            entering,
-            lambda current, operands: phases.entering(0, cells, rebuild(operands)),
-            lambda current, operands: current,
-            current,
-            operands,
-        )
+    state = _entered(phases, 0, moves, phases.read(0, cells), cells, phases.inputs)
     new_updates, state = phases.run(0, state, phases.inputs)
     return new_updates, phases.split(0, state, cells)
 
@@ -403,50 +393,141 @@ def _fused(phases: _Phases, moves: Moves, dtypes: Any) -> tuple[optax.Updates, C
     return chosen, new_cells
 
 
+def _pass(*operands: Any) -> Any:
+    return operands[:-1] if len(operands) > 2 else operands[0]
+
+
 def _branched(
     phases: _Phases, moves: Moves, dtypes: Any
 ) -> tuple[optax.Updates, Cells]:
-    """One conditional per phase, each on the cells its branches write."""
-    operands, rebuild = phases.inputs.operands()
+    """One conditional per phase, each on that phase's cells only.
+
+    Each conditional either forwards every cell it carries or writes every
+    one, so XLA updates them in place: a branch that forwards some cells
+    while another writes them makes XLA copy the forwarded ones (measured in
+    the optimized HLO). Leaving a phase, and entering one with a hand-off
+    (which reads the leaving state), are conditionals of their own for that
+    reason.
+    """
     cells = phases.storage.cells()
+    hands_off = phases.enter_fn is not fresh_entry
     result = cast_like(phases.inputs.updates, dtypes)
+    # Before the active phase's conditional, the carried result is the
+    # updates given to ``update``: read them from it rather than as another
+    # operand, or XLA copies them to keep the operand's value alive. (With
+    # another dtype, the carry is a converted copy anyway.)
+    reads_carry = all(
+        jnp.result_type(leaf) == like.dtype
+        for leaf, like in zip(
+            jax.tree.leaves(phases.inputs.updates), jax.tree.leaves(dtypes)
+        )
+    )
+    inputs = phases.inputs._replace(updates=None) if reads_carry else phases.inputs
+    operands, rebuild_inputs = inputs.operands()
+
+    def rebuild(operands: list[Any], result: Any = None) -> _Inputs:
+        inputs = rebuild_inputs(operands)
+        return inputs._replace(updates=result) if reads_carry else inputs
+
+    if hands_off:
+        # A hand-off reads the leaving phase's state: enter (and leave) in a
+        # conditional of its own, before any phase runs.
+        for index in range(len(phases)):
+            if not phases.enterable[index]:
+                continue
+            leaving = phases.previous(index)
+            keys = sorted(
+                set(phases.storage.owned(index)) | set(phases.storage.owned(leaving)),
+                key=repr,
+            )
+
+            def enter(own, operands, index=index, leaving=leaving):
+                inputs = rebuild(operands)
+                state = phases.entering(index, own, inputs)
+                own = {**own, **phases.split(index, state, own)}
+                own.update(phases.left_behind(leaving, inputs))
+                return own
+
+            own = lax.cond(
+                moves.entered == index,
+                enter,
+                _pass,
+                {key: cells[key] for key in keys},
+                operands,
+            )
+            cells.update(own)
+    if not hands_off:
+        # Leaving re-initializes the phase left, in a conditional of its own
+        # before any phase runs: as a third branch of the phase's run
+        # conditional, it would make XLA copy the carried updates on every
+        # step. Writing the shared slots too is right here, since the entering
+        # phase's conditional comes later and takes them over.
+        for index in range(len(phases)):
+            if not phases.enterable[(index + 1) % len(phases)]:
+                continue
+
+            def leave(own, operands, index=index):
+                return {
+                    **own,
+                    **phases.left_behind(index, rebuild(operands), slots=True),
+                }
+
+            own = lax.cond(
+                moves.left == index,
+                leave,
+                _pass,
+                {key: cells[key] for key in phases.storage.owned(index)},
+                operands,
+            )
+            cells.update(own)
     for index in range(len(phases)):
-        enterable = phases.enterable[index]
-        keys = set(phases.storage.owned(index))
-        if enterable:
-            # Entering reads the leaving phase's state (a hand-off) and
-            # re-initializes it, in the same branch.
-            keys |= set(phases.storage.owned(phases.previous(index)))
-        keys = sorted(keys, key=repr)
+        enters_here = phases.enterable[index] and not hands_off
 
         def skip(result, own, operands):
             return result, own
 
-        def run(result, own, operands, index=index, enters=False):
-            inputs = rebuild(operands)
-            if enters:
-                state = phases.entering(index, own, inputs)
-            else:
-                state = phases.read(index, own)
+        def run(result, own, operands, index=index, enters_here=enters_here):
+            inputs = rebuild(operands, result)
+            state = phases.read(index, own)
+            if enters_here:
+                state = _entered(phases, index, moves, state, own, inputs)
             new_updates, state = phases.run(index, state, inputs)
-            own = {**own, **phases.split(index, state, own)}
-            if enters:
-                own.update(phases.left_behind(phases.previous(index), inputs))
-            return widen(new_updates, dtypes), own
+            return widen(new_updates, dtypes), {
+                **own,
+                **phases.split(index, state, own),
+            }
 
-        def enter(result, own, operands, run=run):
-            return run(result, own, operands, enters=True)
-
-        branches = [skip, run, enter] if enterable else [skip, run]
-        is_active = moves.active == index
-        branch = jnp.where(is_active, 1, 0)
-        if enterable:
-            branch = jnp.where(is_active & (moves.entered == index), 2, branch)
-        result, own = lax.switch(
-            branch, branches, result, {key: cells[key] for key in keys}, operands
+        result, own = lax.cond(
+            moves.active == index,
+            run,
+            skip,
+            result,
+            {key: cells[key] for key in phases.storage.owned(index)},
+            operands,
         )
         cells.update(own)
     return result, cells
+
+
+def _entered(
+    phases: _Phases,
+    index: int,
+    moves: Moves,
+    state: optax.OptState,
+    cells: Cells,
+    inputs: _Inputs,
+) -> optax.OptState:
+    """``state``, or the state phase ``index`` enters with on a fire.
+
+    A select when the ``init`` only fills buffers (fused into the update's
+    loops); a conditional otherwise, so a dear ``init`` runs only on a fire.
+    """
+    entering = moves.entered == index
+    if phases.init_only_fills(index):
+        return select(entering, phases.entering(index, cells, inputs), state)
+    return lax.cond(
+        entering, lambda: phases.entering(index, cells, inputs), lambda: state
+    )
 
 
 def update(

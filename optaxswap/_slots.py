@@ -117,7 +117,9 @@ class SharedStates:
 
 
 def _is_slot_ref(node: Any) -> bool:
-    return isinstance(node, SlotRef)
+    # A switch nested in a phase (kept whole) has slot markers of its own:
+    # the traversal stops at its shared states.
+    return isinstance(node, SlotRef | SharedStates)
 
 
 def _is_params_shaped(node: Any, params: Any) -> bool:

@@ -176,8 +176,6 @@ def switch(
             return state._replace(phase=phase), moves
 
         def enter(entry: _engine.Entry) -> optax.OptState:
-            if handoff is None:
-                return entry.fresh
             from_phase = (entry.index - 1) % num_phases
             return handoff(
                 _handoff.HandoffContext(
@@ -201,7 +199,7 @@ def switch(
             storage=_storage(state),
             advance=advance,
             rebuild=_rebuild,
-            enter=enter,
+            enter=_engine.fresh_entry if handoff is None else enter,
             enterable=enterable,
             execution=execution,
             owner="switch",

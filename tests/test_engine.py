@@ -260,8 +260,10 @@ def test_conditionals_in_the_compiled_step():
         hlo_conditionals(osw.resettable(adam, osw.every(3), fields=("mu",)), params)
         == 0
     )
-    # Branched (the default): one conditional per phase.
-    assert hlo_conditionals(osw.switch_at([adam, sgd, adam], [3, 5]), params) == 3
+    # Branched (the default): one conditional per phase that runs or skips
+    # it, and one per phase that can be left, which re-initializes it.
+    assert hlo_conditionals(osw.switch_at([adam, sgd, adam], [3, 5]), params) == 5
+    assert hlo_conditionals(osw.switch_at([adam, sgd], [3]), params) == 3
     for share_memory in (False, True):
         fused = osw.switch_at(
             [adam, sgd], [3], share_memory=share_memory, execution="fused"
@@ -431,3 +433,17 @@ def test_shared_slots_under_nnx_optimizer_train_like_separate_states():
         return nnx.as_pure(nnx.state(model))
 
     jax.tree.map(np.testing.assert_array_equal, train(True), train(False))
+
+
+def test_a_shared_switch_nested_in_a_shared_switch_trains_like_separate_states():
+    # The outer slots' markers must not be confused with the nested switch's.
+    def make(share_memory):
+        inner = osw.switch_at(
+            [optax.sgd(0.05, momentum=0.9), optax.adam(0.05)],
+            [2],
+            share_memory=share_memory,
+        )
+        return osw.switch_at([optax.adam(0.05), inner], [3], share_memory=share_memory)
+
+    shared, separate = train(make(True), 8)[0], train(make(False), 8)[0]
+    jax.tree.map(np.testing.assert_array_equal, shared, separate)
