@@ -15,19 +15,21 @@ conditional; ``resettable`` then has no conditional at all. A dearer
 
 A switch runs its phases in one of two ways:
 
-- ``"branched"`` (the default): one conditional per phase, each carrying only
-  that phase's part of the state (and what its entry re-initializes), so no
-  other phase's buffers are copied. JAX drops the outputs that every branch
-  forwards unchanged; XLA updates the rest in place. The price is the
+- ``"branched"`` (the default): one conditional per phase that runs or skips
+  it, and one per phase that can be left, which re-initializes it; each
+  carries only that phase's part of the state, and either forwards all of it
+  or writes all of it, so XLA updates it in place and copies no other
+  phase's buffers. The price is the
   conditionals themselves: on CPU a conditional runs its branch's kernels one
   after the other instead of side by side, and on GPU each one makes the host
   wait for its predicate (see ``docs/performance.md``).
 - ``"fused"``: every phase's update runs on every step and the active one's
   results are selected: no conditional at all, but every phase's arithmetic,
   and on CPU XLA copies the donated state once per step (the same buffers are
-  read by several phases' loops and written by the select). It is there to be
-  measured where conditionals are dear (a GPU without command buffers); on
-  CPU the benchmarks find it slower at every size.
+  read by several phases' loops and written by the select). On CPU it wins
+  only where the phases are cheap and the step small (the Adam phase of a
+  1K-parameter train step); it is there for accelerators where a conditional
+  is dear (a GPU without command buffers makes the host wait on each).
 """
 
 from collections.abc import Callable, Sequence
