@@ -39,14 +39,13 @@ def run_pinn_demo(
     Returns:
       One result per strategy, in order.
     """
-    from rich.console import Console
     from rich.progress import BarColumn
     from rich.progress import MofNCompleteColumn
     from rich.progress import Progress
     from rich.progress import TextColumn
     from rich.progress import TimeElapsedColumn
 
-    console = Console()
+    console = _run.demo_console()
     out.mkdir(parents=True, exist_ok=True)
     data = _pinn_training.make_data(config)
     init_params = _pinn_training.init_network(config)

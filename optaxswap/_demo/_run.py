@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 import pathlib
 import platform
+from typing import Any
 
 import jax
 import optax
@@ -46,17 +47,13 @@ def run_demo(
     Returns:
       One result per strategy, in order.
     """
-    from rich.console import Console
     from rich.progress import BarColumn
     from rich.progress import MofNCompleteColumn
     from rich.progress import Progress
     from rich.progress import TextColumn
     from rich.progress import TimeElapsedColumn
 
-    console = Console()
-    # Piped into a file or a log, rich would break sentences and paths at 80
-    # columns; the tables are laid out for 80 columns either way.
-    console.soft_wrap = not console.is_terminal
+    console = demo_console()
     out.mkdir(parents=True, exist_ok=True)
     digits = _data.load_digits_splits(config.seed)
     order = _data.batch_order(
@@ -120,3 +117,16 @@ def run_demo(
     _report.write_json(out / RESULTS_NAME, config, results, describe_environment())
     console.print(f"Wrote {out / PLOT_NAME} and {out / RESULTS_NAME}", markup=False)
     return results
+
+
+def demo_console() -> Any:
+    """The console the demo prints to.
+
+    Piped into a file or a log, rich would break sentences and paths at 80
+    columns; the tables are laid out for 80 columns either way.
+    """
+    from rich.console import Console
+
+    console = Console()
+    console.soft_wrap = not console.is_terminal
+    return console
