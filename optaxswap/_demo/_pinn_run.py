@@ -39,12 +39,6 @@ def run_pinn_demo(
     Returns:
       One result per strategy, in order.
     """
-    from rich.progress import BarColumn
-    from rich.progress import MofNCompleteColumn
-    from rich.progress import Progress
-    from rich.progress import TextColumn
-    from rich.progress import TimeElapsedColumn
-
     console = _run.demo_console()
     out.mkdir(parents=True, exist_ok=True)
     data = _pinn_training.make_data(config)
@@ -60,34 +54,14 @@ def run_pinn_demo(
     # Compiled before any strategy starts, so no strategy's time includes it.
     _pinn_training.evaluate(init_params, data)
     strategies = [_pinn_training.PINN_STRATEGIES[name] for name in strategy_names]
-    results = []
-    with Progress(
-        TextColumn("{task.description:<18}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[phase]:<16}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        tasks = {
-            strategy.name: progress.add_task(
-                strategy.name, total=config.steps, phase="waiting", start=False
-            )
-            for strategy in strategies
-        }
-        for strategy in strategies:
-            task = tasks[strategy.name]
-            progress.start_task(task)
-
-            def on_progress(step: int, label: str, task=task) -> None:
-                progress.update(task, completed=step, phase=label)
-
-            results.append(
-                _pinn_training.train_pinn_strategy(
-                    strategy, config, data, init_params, on_progress
-                )
-            )
-            progress.stop_task(task)
+    results = _run.train_with_progress(
+        console,
+        strategies,
+        config.steps,
+        lambda strategy, on_progress: _pinn_training.train_pinn_strategy(
+            strategy, config, data, init_params, on_progress
+        ),
+    )
     for table in results_tables(results):
         console.print(table)
     for result in results:

@@ -1,6 +1,6 @@
 """The whole demo run: train every strategy, then print, plot and save."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import pathlib
 import platform
 from typing import Any
@@ -47,12 +47,6 @@ def run_demo(
     Returns:
       One result per strategy, in order.
     """
-    from rich.progress import BarColumn
-    from rich.progress import MofNCompleteColumn
-    from rich.progress import Progress
-    from rich.progress import TextColumn
-    from rich.progress import TimeElapsedColumn
-
     console = demo_console()
     out.mkdir(parents=True, exist_ok=True)
     digits = _data.load_digits_splits(config.seed)
@@ -73,34 +67,14 @@ def run_demo(
     for split in digits:
         _training.evaluate(init_params, split.x, split.y)
     strategies = [_strategies.STRATEGIES[name] for name in strategy_names]
-    results = []
-    with Progress(
-        TextColumn("{task.description:<18}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[phase]:<16}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        tasks = {
-            strategy.name: progress.add_task(
-                strategy.name, total=config.steps, phase="waiting", start=False
-            )
-            for strategy in strategies
-        }
-        for strategy in strategies:
-            task = tasks[strategy.name]
-            progress.start_task(task)
-
-            def on_progress(step: int, label: str, task=task) -> None:
-                progress.update(task, completed=step, phase=label)
-
-            results.append(
-                _training.train_strategy(
-                    strategy, config, digits, order, init_params, on_progress
-                )
-            )
-            progress.stop_task(task)
+    results = train_with_progress(
+        console,
+        strategies,
+        config.steps,
+        lambda strategy, on_progress: _training.train_strategy(
+            strategy, config, digits, order, init_params, on_progress
+        ),
+    )
     for table in _report.results_tables(results):
         console.print(table)
     for result in results:
@@ -130,3 +104,54 @@ def demo_console() -> Any:
     console = Console()
     console.soft_wrap = not console.is_terminal
     return console
+
+
+def train_with_progress(
+    console: Any,
+    strategies: Sequence[Any],
+    steps: int,
+    train: Callable[[Any, Callable[[int, str], None]], Any],
+) -> list[Any]:
+    """Trains each strategy in turn, with a progress bar each.
+
+    Args:
+      console: the rich console to draw on.
+      strategies: the strategies, each with a ``name``.
+      steps: the updates each strategy runs.
+      train: ``train(strategy, on_progress) -> result``; it calls
+        ``on_progress(step, phase_label)`` as it goes.
+
+    Returns:
+      One result per strategy, in order.
+    """
+    from rich.progress import BarColumn
+    from rich.progress import MofNCompleteColumn
+    from rich.progress import Progress
+    from rich.progress import TextColumn
+    from rich.progress import TimeElapsedColumn
+
+    results = []
+    with Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[phase]:<16}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks = {
+            strategy.name: progress.add_task(
+                strategy.name, total=steps, phase="waiting", start=False
+            )
+            for strategy in strategies
+        }
+        for strategy in strategies:
+            task = tasks[strategy.name]
+            progress.start_task(task)
+
+            def on_progress(step: int, label: str, task: Any = task) -> None:
+                progress.update(task, completed=step, phase=label)
+
+            results.append(train(strategy, on_progress))
+            progress.stop_task(task)
+    return results
