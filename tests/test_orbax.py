@@ -1,8 +1,5 @@
 """Orbax checkpoints: exact round trips, bit-for-bit resumption, continuing a run."""
 
-import collections
-from collections.abc import Iterator
-import contextlib
 import subprocess
 import sys
 
@@ -16,11 +13,10 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from training import count_compilations
 
 import optaxswap as osw
 from optaxswap._switch import phase_state
-
-BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 # A least-squares problem small enough to run a few steps in a blink.
 INPUTS = jax.random.normal(jax.random.key(0), (16, 3))
@@ -34,23 +30,6 @@ def make_params(dtype: jnp.dtype = jnp.float32) -> dict[str, jax.Array]:
 def loss_fn(params: dict[str, jax.Array]) -> jax.Array:
     predictions = INPUTS @ params["w"].astype(jnp.float32) + params["b"]
     return jnp.mean((predictions - TARGETS) ** 2)
-
-
-@contextlib.contextmanager
-def count_compilations() -> Iterator[collections.Counter]:
-    """Counts XLA compilations by function name while the block runs."""
-    counts = collections.Counter()
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        del duration
-        if event == BACKEND_COMPILE_EVENT:
-            counts[kwargs.get("fun_name")] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield counts
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def assert_identical_trees(actual, expected):

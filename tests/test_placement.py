@@ -7,8 +7,6 @@ process's one device: the placement, and the extra compile it causes, do not
 depend on the device count (the multi-process tests use 4 devices).
 """
 
-import collections
-from collections.abc import Iterator
 import contextlib
 
 import jax
@@ -19,10 +17,9 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 import pytest
+from training import count_compilations
 
 import optaxswap as osw
-
-BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 TRANSFORMS = {
     "switch_on_plateau": lambda: osw.switch_on_plateau(
@@ -36,22 +33,6 @@ TRANSFORMS = {
         [optax.adam(0.1), optax.adam(0.01)], [2], share_memory=True
     ),
 }
-
-
-@contextlib.contextmanager
-def count_compilations() -> Iterator[collections.Counter]:
-    counts = collections.Counter()
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        del duration
-        if event == BACKEND_COMPILE_EVENT:
-            counts[kwargs.get("fun_name")] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield counts
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def placed_params(mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:

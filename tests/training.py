@@ -4,7 +4,9 @@ The loss is separable: every leaf's gradient depends on that leaf only, so a
 sub-tree trains alike whatever else the params hold.
 """
 
-from collections.abc import Callable
+import collections
+from collections.abc import Callable, Iterator
+import contextlib
 from typing import Any
 
 import jax
@@ -52,3 +54,20 @@ def assert_trees_close(actual: Any, expected: Any, rtol: float = 1e-6) -> None:
         np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale)
 
     jax.tree.map(assert_leaf_close, actual, expected)
+
+
+@contextlib.contextmanager
+def count_compilations() -> Iterator[collections.Counter]:
+    """Counts XLA compilations by function name while the block runs."""
+    counts = collections.Counter()
+
+    def listener(event: str, duration: float, **kwargs: Any) -> None:
+        del duration
+        if event == "/jax/core/compile/backend_compile_duration":
+            counts[kwargs.get("fun_name")] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
