@@ -58,16 +58,7 @@ ROUND_SECONDS = 0.02
 MIN_ITERS, MAX_ITERS = 2, 64
 
 # The variants of issue 12's targets, in every group of every view.
-EVERY_VIEW = (
-    "bare_control",
-    "resettable",
-    "resettable_fields",
-    "switch_at_2",
-    "switch_at_2_shared",
-    "switch_on_plateau",
-    "switch_at_8",
-    "switch_at_8_shared",
-)
+EVERY_VIEW = ("bare_control", *report.TARGET_VARIANTS)
 # The branch-free execution of a switch, where conditionals cost the most.
 FUSED = ("switch_at_2_fused", "switch_at_2_shared_fused")
 # The first design of a switch (benchmarks/_naive.py), for comparison.
