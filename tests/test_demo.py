@@ -29,9 +29,8 @@ from optaxswap._demo import _pinn_problem
 from optaxswap._demo._training import count_compilations
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "nested" / "out"
+def run_quick_demo(problem, out, results_name):
+    """``optaxswap demo --quick --problem PROBLEM``: its stdout and results."""
     completed = subprocess.run(
         [
             sys.executable,
@@ -40,7 +39,7 @@ def quick_run(tmp_path_factory):
             "demo",
             "--quick",
             "--problem",
-            "digits",
+            problem,
             "--out",
             str(out),
         ],
@@ -51,8 +50,14 @@ def quick_run(tmp_path_factory):
         env={**os.environ, "COLUMNS": "80"},
     )
     assert completed.returncode == 0, completed.stderr
-    results = json.loads((out / RESULTS_NAME).read_text())
-    return completed.stdout, out, results
+    return completed.stdout, json.loads((out / results_name).read_text())
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "nested" / "out"
+    stdout, results = run_quick_demo("digits", out, RESULTS_NAME)
+    return stdout, out, results
 
 
 def _by_name(results):
@@ -256,26 +261,8 @@ def test_quick_demo_piped_output_keeps_each_line_whole(quick_run):
 @pytest.fixture(scope="module")
 def quick_pinn_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pinn")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "optaxswap",
-            "demo",
-            "--quick",
-            "--problem",
-            "pinn",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "80"},
-    )
-    assert completed.returncode == 0, completed.stderr
-    results = json.loads((out / PINN_RESULTS_NAME).read_text())
-    return completed.stdout, out, results
+    stdout, results = run_quick_demo("pinn", out, PINN_RESULTS_NAME)
+    return stdout, out, results
 
 
 def test_quick_pinn_writes_every_field_of_every_strategy(quick_pinn_run):
