@@ -129,6 +129,9 @@ def makers(inner: str) -> dict[str, Callable[[], Variant]]:
         # The branch-free way a switch can run: every phase, then a select.
         "switch_at_2_fused": functools.partial(_switch, inner, 2, False, "fused"),
         "switch_at_2_shared_fused": functools.partial(_switch, inner, 2, True, "fused"),
+        # One conditional per phase and parameter leaf.
+        "switch_at_2_leafwise": functools.partial(_switch, inner, 2, False, "leafwise"),
+        "switch_at_8_leafwise": functools.partial(_switch, inner, 8, False, "leafwise"),
         # The first design, kept in benchmarks/ for comparison.
         "naive_switch": lambda: _two_phase(
             inner,

@@ -3,10 +3,17 @@
 Times a 27K-parameter MLP train step with bare Adam, with Adam's update
 wrapped in one ``lax.cond`` (whose predicate is always true), and with a
 reset written as a select (``where(fire, init(params), state)``), side by
-side in one process. Run it twice, once on every core and once pinned to one
-(``taskset -c 0 python -m benchmarks.cond_cost``): if the conditional's cost
-shrinks on one core, it is the parallelism lost by running the branch's
-kernels one after the other, not the conditional's own bookkeeping.
+side in one process. Three more variants use a handwritten Adam, whose work
+is written leaf by leaf: bare, in one ``lax.cond``, and with each leaf's
+update in a ``lax.cond`` of its own.
+
+Two runs tell the causes apart. Pinned to one core (``taskset -c 0 python -m
+benchmarks.cond_cost``) the conditional costs little: its cost on two cores
+is parallelism lost, not the conditional's bookkeeping. And one conditional
+per leaf costs nothing where one around the whole update costs a lot: the
+parallelism lost is the overlap of each leaf's update with the rest of the
+backward pass (in the bare step a leaf's update starts once its gradient is
+ready; behind one conditional, every update waits for the last gradient).
 
 Usage: ``python -m benchmarks.cond_cost``.
 """
@@ -52,6 +59,54 @@ def _select_reset(tx):
     return optax.GradientTransformation(tx.init, update)
 
 
+def _handwritten_adam(wrap: str, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam written leaf by leaf; ``wrap``: "none", "one_cond" or "per_leaf"."""
+
+    def init(params):
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
+        return jnp.zeros((), jnp.int32), zeros(), zeros()
+
+    def update(grads, state, params=None):
+        count, mu, nu = state
+        step = (count + 1).astype(jnp.float32)
+        keep = count < 2**30
+
+        def leaf(g, m, v):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
+            return -lr * m_hat / (jnp.sqrt(v_hat) + eps), m, v
+
+        def every_leaf(grads, mu, nu):
+            if wrap == "per_leaf":
+                return jax.tree.map(
+                    lambda g, m, v: lax.cond(keep, leaf, lambda *a: a, g, m, v),
+                    grads,
+                    mu,
+                    nu,
+                )
+            return jax.tree.map(leaf, grads, mu, nu)
+
+        if wrap == "one_cond":
+            out = lax.cond(
+                keep,
+                every_leaf,
+                lambda g, m, v: jax.tree.map(lambda *a: a, g, m, v),
+                grads,
+                mu,
+                nu,
+            )
+        else:
+            out = every_leaf(grads, mu, nu)
+        is_out = lambda x: isinstance(x, tuple)  # noqa: E731
+        parts = [
+            jax.tree.map(lambda o, i=i: o[i], out, is_leaf=is_out) for i in range(3)
+        ]
+        return parts[0], (count + 1, parts[1], parts[2])
+
+    return optax.GradientTransformation(init, update)
+
+
 def main() -> None:
     keys = jax.random.split(jax.random.key(0), len(SIZES) - 1)
     params = [
@@ -64,6 +119,9 @@ def main() -> None:
         "bare_control": optax.adam(1e-3),
         "adam_in_one_cond": _in_cond(optax.adam(1e-3)),
         "reset_as_select": _select_reset(optax.adam(1e-3)),
+        "handwritten_adam": _handwritten_adam("none"),
+        "handwritten_in_one_cond": _handwritten_adam("one_cond"),
+        "handwritten_cond_per_leaf": _handwritten_adam("per_leaf"),
     }
     steps, states = {}, {}
     for name, tx in variants.items():
@@ -93,7 +151,7 @@ def main() -> None:
     print(f"{count} parameters, {len(jax.devices())} device, median of {ROUNDS}")
     for name, samples in times.items():
         median = np.median(samples)
-        print(f"{name:18s} {median * 1e6:8.1f} us  {median / bare:.3f}x bare")
+        print(f"{name:26s} {median * 1e6:8.1f} us  {median / bare:.3f}x bare")
 
 
 if __name__ == "__main__":

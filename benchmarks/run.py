@@ -61,6 +61,9 @@ MIN_ITERS, MAX_ITERS = 2, 64
 EVERY_VIEW = ("bare_control", *report.TARGET_VARIANTS)
 # The branch-free execution of a switch, where conditionals cost the most.
 FUSED = ("switch_at_2_fused", "switch_at_2_shared_fused")
+# One conditional per phase and parameter leaf (train view: the overlap with
+# the backward pass).
+LEAFWISE = ("switch_at_2_leafwise", "switch_at_8_leafwise")
 # The first design of a switch (benchmarks/_naive.py), for comparison.
 BASELINES = ("naive_switch",)
 LARGEST = _variants.PHASE_COUNTS[-1]
@@ -98,12 +101,16 @@ def full_plan() -> list[Group]:
     # Fewer rounds where a step is long: each round lasts at least two steps.
     return [
         Group("update", 20 * K, FIXED_COST, rounds=41),
-        Group("train", 1 * K, EVERY_VIEW + FUSED, rounds=41),
-        Group("train", 20 * K, EVERY_VIEW + FUSED, rounds=41),
+        Group("train", 1 * K, EVERY_VIEW + FUSED + LEAFWISE, rounds=41),
+        Group("train", 20 * K, EVERY_VIEW + FUSED + LEAFWISE, rounds=41),
         Group(
-            "train", 200 * K, EVERY_VIEW + FUSED + PHASE_COUNT, 41, compile_repeats=2
+            "train",
+            200 * K,
+            EVERY_VIEW + FUSED + LEAFWISE + PHASE_COUNT,
+            41,
+            compile_repeats=2,
         ),
-        Group("train", 2 * M, EVERY_VIEW + FUSED + BASELINES, rounds=21),
+        Group("train", 2 * M, EVERY_VIEW + FUSED + LEAFWISE + BASELINES, rounds=21),
         Group("separate-jit", 2 * M, EVERY_VIEW + FUSED + BASELINES, rounds=21),
         Group("separate-jit", 20 * M, EVERY_VIEW, rounds=7),
         Group("no-donation", 2 * M, EVERY_VIEW, rounds=21),
@@ -127,7 +134,13 @@ def quick_plan() -> list[Group]:
         Group(
             "train",
             1 * K,
-            (*control, "switch_at_2", "switch_at_8", "switch_on_plateau"),
+            (
+                *control,
+                "switch_at_2",
+                "switch_at_8",
+                "switch_on_plateau",
+                "switch_at_2_leafwise",
+            ),
             rounds=2,
             inners=("sgdm",),
         ),

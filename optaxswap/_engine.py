@@ -13,16 +13,23 @@ it into the update's loops, so it moves no extra bytes and adds no
 conditional; ``resettable`` then has no conditional at all. A dearer
 ``init`` goes under a ``lax.cond``.
 
-A switch runs its phases in one of two ways:
+A switch runs its phases in one of three ways:
 
 - ``"branched"`` (the default): one conditional per phase that runs or skips
   it, and one per phase that can be left, which re-initializes it; each
   carries only that phase's part of the state, and either forwards all of it
   or writes all of it, so XLA updates it in place and copies no other
-  phase's buffers. The price is the
-  conditionals themselves: on CPU a conditional runs its branch's kernels one
-  after the other instead of side by side, and on GPU each one makes the host
-  wait for its predicate (see ``docs/performance.md``).
+  phase's buffers. The price is the conditionals themselves. On CPU, a
+  conditional around a whole update starts only once every gradient is
+  ready, so the update no longer overlaps with the backward pass (in a small
+  train step that is most of its cost); on GPU each one makes the host wait
+  for its predicate (see ``docs/performance.md``).
+- ``"leafwise"``: the same, with each phase's run-or-skip conditional split
+  into one per parameter leaf wherever the phase's update treats each leaf on
+  its own (``_leafwise``): each leaf's update starts as soon as its gradient
+  is ready, as in the bare step. More conditionals (phases times leaves), so
+  it pays on CPU for small steps with few phases, where the overlap is worth
+  more than the conditionals cost.
 - ``"fused"``: every phase's update runs on every step and the active one's
   results are selected: no conditional at all, but every phase's arithmetic,
   and on CPU XLA copies the donated state once per step (the same buffers are
@@ -41,11 +48,12 @@ import jax.numpy as jnp
 import optax
 
 from optaxswap import _inspect
+from optaxswap import _leafwise
 from optaxswap import _observing
 from optaxswap import _triggers
 
-Execution = Literal["fused", "branched"]
-EXECUTIONS = ("branched", "fused")
+Execution = Literal["branched", "leafwise", "fused"]
+EXECUTIONS = ("branched", "leafwise", "fused")
 
 Cells = dict[Any, Any]
 
@@ -345,6 +353,24 @@ class _Inputs(NamedTuple):
 
         return [leaves[i] for i in dynamic], rebuild
 
+    def groups(self, reference: Any) -> list[int | None]:
+        """Per leaf of :meth:`operands`, its index among ``reference``'s leaves.
+
+        For the params-shaped fields (updates, params, template) when they
+        have ``reference``'s structure; None for the others.
+        """
+        structure = jax.tree.structure(reference)
+        groups: list[int | None] = []
+        for field in self:
+            leaves, treedef = jax.tree.flatten(field)
+            shaped = field is not None and treedef == structure
+            groups.extend(
+                index if shaped else None
+                for index, leaf in enumerate(leaves)
+                if isinstance(leaf, jax.Array)
+            )
+        return groups
+
 
 def _output_dtypes(phases: _Phases) -> Any:
     """Per leaf, the promotion of every phase's output dtype."""
@@ -400,7 +426,7 @@ def _pass(*operands: Any) -> Any:
 
 
 def _branched(
-    phases: _Phases, moves: Moves, dtypes: Any
+    phases: _Phases, moves: Moves, dtypes: Any, leafwise: bool = False
 ) -> tuple[optax.Updates, Cells]:
     """One conditional per phase, each on that phase's cells only.
 
@@ -431,6 +457,12 @@ def _branched(
         inputs = rebuild_inputs(operands)
         return inputs._replace(updates=result) if reads_carry else inputs
 
+    # Leafwise: the groups are the leaves of the updates (and of the params
+    # and template among the operands); a state's leaves join the group of
+    # the work that writes them.
+    leaf_count = len(jax.tree.leaves(result))
+    operand_groups = inputs.groups(phases.inputs.updates)
+    leafwise = leafwise and leaf_count > 1
     if hands_off:
         # A hand-off reads the leaving phase's state: enter (and leave) in a
         # conditional of its own, before any phase runs.
@@ -499,14 +531,26 @@ def _branched(
                 **phases.split(index, state, own),
             }
 
-        result, own = lax.cond(
-            moves.active == index,
-            run,
-            skip,
-            result,
-            {key: cells[key] for key in phases.storage.owned(index)},
-            operands,
-        )
+        own = {key: cells[key] for key in phases.storage.owned(index)}
+        split = None
+        if leafwise:
+            split = _leafwise.cond(
+                moves.active == index,
+                lambda carry, operands, run=run: run(*carry, operands),
+                (result, own),
+                operands,
+                carry_groups=[
+                    *range(leaf_count),
+                    *[None] * len(jax.tree.leaves(own)),
+                ],
+                operand_groups=operand_groups,
+            )
+        if split is None:
+            result, own = lax.cond(
+                moves.active == index, run, skip, result, own, operands
+            )
+        else:
+            result, own = split
         cells.update(own)
     return result, cells
 
@@ -602,6 +646,8 @@ def update(
         if execution == "fused":
             new_updates, cells = _fused(phases, moves, dtypes)
         else:
-            new_updates, cells = _branched(phases, moves, dtypes)
+            new_updates, cells = _branched(
+                phases, moves, dtypes, leafwise=execution == "leafwise"
+            )
     state = rebuild(state, storage.replace_cells(cells))
     return new_updates, finish(state)

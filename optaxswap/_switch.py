@@ -85,11 +85,17 @@ def switch(
         ``optax.value_and_grad_from_state`` still find them.
       execution: how the phases run inside the step. ``"branched"``
         (default): one conditional per phase runs only the active one and
-        touches no other phase's buffers. ``"fused"``: every phase's update
-        runs and the active one's result is selected, with no conditional, at
-        the price of every phase's arithmetic and a copy of the state per
-        step; for accelerators where a conditional is dear (measure it with
-        ``benchmarks/``).
+        touches no other phase's buffers. ``"leafwise"``: the same, with one
+        conditional per phase and parameter leaf wherever a phase's update
+        treats each leaf on its own (Adam, SGD, ...; not global-norm clipping
+        or L-BFGS, which keep one), so each leaf's update starts as soon as
+        its gradient is ready: faster on CPU for a small train step with few
+        phases; values may differ from the bare optimizer's by float32
+        round-off, as XLA compiles each leaf's arithmetic on its own.
+        ``"fused"``: every phase's update runs and the active one's result is
+        selected, with no conditional, at the price of every phase's
+        arithmetic and a copy of the state per step; for accelerators where a
+        conditional is dear (measure it with ``benchmarks/``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`SwitchState`.

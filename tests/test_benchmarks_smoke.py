@@ -6,8 +6,11 @@ Only that: the figures themselves are never asserted (machines are noisy).
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 
@@ -29,6 +32,7 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     assert "xla_flags" in results["machine"] and results["machine"]["device_kind"]
     variants = {row["variant"] for row in results["steps"]}
     assert {"bare", "bare_control", "switch_at_2", "naive_switch"} <= variants
+    assert "switch_at_2_leafwise" in variants
     assert {"resettable", "switch_on_plateau", "switch_at_8_shared"} <= variants
     views = {row["view"] for row in results["steps"]}
     assert views == {"update", "train", "separate-jit", "no-donation"}
@@ -64,3 +68,22 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     )
     for heading in headings:
         assert heading in report.stdout, heading
+
+
+def test_layout_experiment_patch_still_applies():
+    """benchmarks/experiments/layouts.patch must still apply to the engine.
+
+    It is the record of the switch layouts tried for issue 12, and its script
+    measures them: a patch that no longer applies is a record no one can rerun.
+    """
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    completed = subprocess.run(
+        [git, "apply", "--check", "benchmarks/experiments/layouts.patch"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
