@@ -461,8 +461,8 @@ def _branched(
     # and template among the operands); a state's leaves join the group of
     # the work that writes them.
     leaf_count = len(jax.tree.leaves(result))
-    operand_groups = inputs.groups(phases.inputs.updates)
     leafwise = leafwise and leaf_count > 1
+    operand_groups = inputs.groups(phases.inputs.updates) if leafwise else []
     if hands_off:
         # A hand-off reads the leaving phase's state: enter (and leave) in a
         # conditional of its own, before any phase runs.

@@ -186,8 +186,9 @@ def cond(
     vars_in += shared_out
     leaves_in += shared_values
     new_carry = list(carry_leaves)
+    hoisted = set(shared)
     for group in groups:
-        eqns = [jaxpr.eqns[i] for i in slices[group] if i not in set(shared)]
+        eqns = [jaxpr.eqns[i] for i in slices[group] if i not in hoisted]
         mine = [j for j, o in enumerate(owner) if o == group]
         outvars = [jaxpr.outvars[j] for j in mine]
         used = {

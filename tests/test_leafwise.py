@@ -84,6 +84,22 @@ def test_leafwise_trains_like_branched(case, shared):
     assert_trees_close(actual, expected)
 
 
+def test_leafwise_switch_at_equals_reinstantiating_by_hand():
+    # The independent reference: bare optax, a fresh SGD-m at the boundary.
+    params = make_params()
+    boundary, steps = 4, 9
+    tx = osw.switch_at([_adam(), _sgd_m()], [boundary], execution="leafwise")
+    actual, _ = _train(tx, params, steps)
+    p, inner = params, _adam()
+    state = inner.init(p)
+    for t in range(steps):
+        if t == boundary:
+            inner = _sgd_m()
+            state = inner.init(p)
+        p, state = make_step(inner)(p, state, {})
+    assert_trees_close(actual, p)
+
+
 def test_leafwise_plateau_switch_reads_value_like_branched():
     params = make_params()
     values = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0]
