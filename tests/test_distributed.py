@@ -24,6 +24,7 @@ SCENARIOS_BY_DEVICE_COUNT = {
         "shard_map_value_argument",
         "mesh_data_parallel",
         "mesh_fsdp_auto_axes",
+        "mesh_fsdp_leafwise",
         "explicit_axes_eager_updates",
     ),
     4: ("pmap_value_argument", "mesh_fsdp"),
@@ -87,6 +88,10 @@ def test_mesh_data_parallel_keeps_shardings_and_adds_no_collectives():
 
 def test_mesh_fsdp_states_keep_their_params_sharding_through_switches():
     check(4, "mesh_fsdp")
+
+
+def test_mesh_fsdp_leafwise_keeps_shardings_and_adds_no_collectives():
+    check(2, "mesh_fsdp_leafwise")
 
 
 def test_mesh_fsdp_with_automatic_axes_keeps_shardings():

@@ -219,7 +219,9 @@ def _check_state_shardings(opt_state, param_shardings, mesh) -> None:
         )
 
 
-def _mesh_run(param_specs: dict[str, P], axis_type: AxisType) -> None:
+def _mesh_run(
+    param_specs: dict[str, P], axis_type: AxisType, execution: str = "branched"
+) -> None:
     """Runs resets and switches under jit over a mesh; checks every sharding."""
     num_devices = jax.device_count()
     mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(axis_type,))
@@ -234,6 +236,7 @@ def _mesh_run(param_specs: dict[str, P], axis_type: AxisType) -> None:
             optax.adam(0.01),
         ],
         [3, 5],
+        execution=execution,
     )
 
     def train_step(params, opt_state, inputs, targets):
@@ -350,6 +353,15 @@ def mesh_fsdp() -> None:
     _mesh_run({"w1": P("data", None), "w2": P("data"), "b": P()}, AxisType.Explicit)
 
 
+def mesh_fsdp_leafwise() -> None:
+    """FSDP with one conditional per phase and parameter leaf."""
+    _mesh_run(
+        {"w1": P("data", None), "w2": P("data"), "b": P()},
+        AxisType.Explicit,
+        execution="leafwise",
+    )
+
+
 def mesh_fsdp_auto_axes() -> None:
     """FSDP under automatic (GSPMD) sharding propagation."""
     _mesh_run({"w1": P("data", None), "w2": P("data"), "b": P()}, AxisType.Auto)
@@ -374,6 +386,7 @@ def explicit_axes_eager_updates() -> None:
             osw.switch_at([adam, sgd], [2]),
             osw.switch_at([adam, sgd], [2], share_memory=True),
             osw.switch_at([adam, sgd], [2], execution="fused"),
+            osw.switch_at([adam, sgd], [2], execution="leafwise"),
             osw.switch([adam, sgd], osw.every(2), cycle=True),
         ):
             state = tx.init(params)
@@ -394,6 +407,7 @@ SCENARIOS = {
         shard_map_value_argument,
         mesh_data_parallel,
         mesh_fsdp,
+        mesh_fsdp_leafwise,
         mesh_fsdp_auto_axes,
         explicit_axes_eager_updates,
     )
