@@ -269,3 +269,29 @@ def test_leafwise_under_nnx_optimizer_trains_like_branched():
     (phase, actual), (expected_phase, expected) = run("leafwise"), run("branched")
     assert phase == expected_phase == 1
     assert_trees_close(actual, expected)
+
+
+OPTIMIZERS = {
+    "rmsprop": lambda: optax.rmsprop(0.05),
+    "adamw": lambda: optax.adamw(0.05),
+    "lion": lambda: optax.lion(0.05),
+    "adagrad": lambda: optax.adagrad(0.05),
+    "adafactor": lambda: optax.adafactor(0.05),
+    "lamb": lambda: optax.lamb(0.05),
+    "nadam": lambda: optax.nadam(0.05),
+    "adam, cosine schedule": lambda: optax.adam(optax.cosine_decay_schedule(0.1, 9)),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_leafwise_splits_optax_optimizers_and_trains_like_branched(name):
+    params = make_params()
+
+    def make(execution):
+        return osw.switch_at([OPTIMIZERS[name](), _sgd_m()], [5], execution=execution)
+
+    # Each of these treats every leaf on its own: a conditional per leaf.
+    assert _conditionals(make("leafwise"), params) == 2 * 2 + 1
+    assert_trees_close(
+        _train(make("leafwise"), params), _train(make("branched"), params)
+    )
