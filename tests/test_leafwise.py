@@ -237,33 +237,21 @@ def test_leafwise_under_vmap_with_a_trigger_per_member():
 
 
 def test_leafwise_under_nnx_optimizer_trains_like_branched():
+    # The model, train step and values of the NNX tests.
     from flax import nnx
-
-    inputs = jax.random.normal(jax.random.key(0), (16, 3))
-    targets = jnp.sin(inputs.sum(axis=1, keepdims=True))
-
-    class Regressor(nnx.Module):
-        def __init__(self, rngs: nnx.Rngs):
-            self.hidden = nnx.Linear(3, 8, rngs=rngs)
-            self.out = nnx.Linear(8, 1, rngs=rngs)
-
-        def __call__(self, x):
-            return self.out(jnp.tanh(self.hidden(x)))
-
-    def loss(model):
-        return jnp.mean((model(inputs) - targets) ** 2)
+    import test_flax_nnx as case
 
     def run(execution):
-        model = Regressor(nnx.Rngs(0))
-        tx = osw.switch_on_plateau([_adam(), _sgd_m()], patience=2, execution=execution)
+        model = case.Regressor(nnx.Rngs(0))
+        tx = osw.switch_on_plateau(
+            [optax.adam(0.02), optax.sgd(0.02, momentum=0.9)],
+            patience=2,
+            execution=execution,
+        )
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(model, optimizer, value):
-            optimizer.update(model, nnx.grad(loss)(model), value=value)
-
-        for value in [3.0, 2.0, 2.5, 2.1, 1.0, 0.5]:
-            step(model, optimizer, jnp.float32(value))
+        train_step, _ = case.make_train_step()
+        for value in case.VALUES:
+            train_step(model, optimizer, jnp.float32(value))
         return int(osw.phase(optimizer.opt_state)[...]), nnx.as_pure(nnx.state(model))
 
     (phase, actual), (expected_phase, expected) = run("leafwise"), run("branched")
