@@ -312,6 +312,19 @@ def iterations(seconds_per_step: float, max_iters: int) -> int:
     return max(MIN_ITERS, min(max_iters, wanted))
 
 
+def timed_rounds(
+    runners: dict[str, Runner], rounds: int, max_iters: int
+) -> tuple[dict[str, list[Run]], int]:
+    """Warm-up rounds, then ``rounds`` timed ones; the runs and steps per round.
+
+    The warm-up also times the bare step (the fastest of its rounds: a burst
+    of load elsewhere only ever slows a round down), which sizes the rounds.
+    """
+    warm_up = interleaved(runners, 3, MIN_ITERS)
+    iters = iterations(min(run.seconds for run in warm_up["bare"]), max_iters)
+    return interleaved(runners, rounds, iters), iters
+
+
 def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
     params, data = _views.problem(group.view, group.size)
     makers = _variants.makers(inner)
@@ -319,11 +332,7 @@ def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
         name: Runner(group.view, makers[name], params, data, group.compile_repeats)
         for name in ("bare", *group.variants)
     }
-    # Warm-up rounds, which also time the bare step (the fastest of them: a
-    # burst of load elsewhere only ever slows a round down).
-    warm_up = interleaved(runners, 3, MIN_ITERS)
-    iters = iterations(min(run.seconds for run in warm_up["bare"]), max_iters)
-    runs = interleaved(runners, group.rounds, iters)
+    runs, iters = timed_rounds(runners, group.rounds, max_iters)
     bare_seconds = np.array([run.seconds for run in runs["bare"]])
     # The bare step's compile time: the fastest sample of both bare steps
     # (the same program), as a compile time only ever grows with the load.

@@ -141,11 +141,7 @@ def measure(view: str, size: int, inner: str, rounds: int) -> list[dict]:
             runners[f"{switch} [{layout}]"] = _runner(
                 view, makers[switch], params, data, knobs
             )
-    warm_up = bench.interleaved(runners, 3, bench.MIN_ITERS)
-    iters = bench.iterations(
-        min(run.seconds for run in warm_up["bare"]), bench.MAX_ITERS
-    )
-    runs = bench.interleaved(runners, rounds, iters)
+    runs, _ = bench.timed_rounds(runners, rounds, bench.MAX_ITERS)
     bare = np.array([run.seconds for run in runs["bare"]])
     rows = []
     for name, runner in runners.items():
