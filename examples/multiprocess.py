@@ -146,11 +146,25 @@ def check_checkpoint_round_trip(directory, tx, params, opt_state, name) -> None:
 
 
 def launch(args: argparse.Namespace) -> int:
-    """Starts ``args.processes`` copies of this script as one job; their status."""
+    """Starts ``args.processes`` copies of this script as one job; their status.
+
+    Each worker writes to files of its own, relayed here once every worker
+    has ended, process 0 first: output of several processes sharing one
+    terminal (or pipe) interleaves, and Gloo's connection messages are
+    written in pieces.
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    checkpoint_dir = os.path.join(tempfile.mkdtemp(), "checkpoints")
+    directory = tempfile.mkdtemp()
+    checkpoint_dir = os.path.join(directory, "checkpoints")
+    logs = [
+        tuple(
+            open(os.path.join(directory, f"process-{process_id}.{stream}"), "w+")
+            for stream in ("out", "err")
+        )
+        for process_id in range(args.processes)
+    ]
     workers = [
         subprocess.Popen(
             [
@@ -161,9 +175,11 @@ def launch(args: argparse.Namespace) -> int:
                 f"--process-id={process_id}",
                 f"--coordinator=127.0.0.1:{port}",
                 f"--checkpoint-dir={checkpoint_dir}",
-            ]
+            ],
+            stdout=out,
+            stderr=err,
         )
-        for process_id in range(args.processes)
+        for process_id, (out, err) in enumerate(logs)
     ]
     deadline = time.monotonic() + args.timeout
     while any(worker.poll() is None for worker in workers):
@@ -175,6 +191,12 @@ def launch(args: argparse.Namespace) -> int:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+    for out, err in logs:
+        for log, stream in ((out, sys.stdout), (err, sys.stderr)):
+            log.seek(0)
+            stream.write(log.read())
+            stream.flush()
+            log.close()
     return 0 if all(worker.returncode == 0 for worker in workers) else 1
 
 
