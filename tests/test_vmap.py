@@ -5,6 +5,7 @@ cost SPEC guarantee 5 documents); the results must still be, member by member,
 those of that member trained alone.
 """
 
+import functools
 from typing import Any
 
 import jax
@@ -75,8 +76,14 @@ def run_population(tx, drive) -> tuple[Any, Any]:
     return params, opt_state
 
 
+@functools.cache
+def member_step(tx):
+    """One jitted step per transform, compiled once for every member."""
+    return make_step(tx)
+
+
 def run_member(tx, drive, member: int) -> tuple[Any, Any]:
-    step = make_step(tx)
+    step = member_step(tx)
     params = member_params(member)
     opt_state = tx.init(params)
     for t in range(NUM_STEPS):
