@@ -17,7 +17,11 @@ the bare optimizer, in one process, the way ``python -m benchmarks`` does
   here do not cycle;
 - ``first=operands``: the first phase's conditional takes the updates as an
   operand and returns them or its own, instead of carrying them (aimed at the
-  gradients' copy in the separate-jit view).
+  gradients' copy in the separate-jit view);
+- ``run=switch``: one ``lax.switch`` on the active phase runs it, each branch
+  forwarding the other phases' cells, instead of one run-or-skip conditional
+  per phase (``N`` conditionals: the switch and the ``N - 1`` leaving ones).
+  With ``share_memory=True`` every branch carries the same slots.
 
 Run from the repository root: apply the patch, run, and revert it
 (``tests/test_benchmarks_smoke.py`` checks that the patch still applies)::
@@ -28,8 +32,12 @@ Run from the repository root: apply the patch, run, and revert it
 
 It checks each layout against the shipped one, prints one table per group,
 and writes ``benchmarks/results/layouts-<backend>.json`` (about 4 minutes on
-2 CPU cores). The committed JSON was measured before ``execution="leafwise"``
-existed; the default, branched path it patches is unchanged since.
+2 CPU cores). ``--layouts`` times only the layouts named (the shipped one
+always), e.g. ``--layouts run=switch --out
+benchmarks/results/layouts-run-switch-cpu.json``, how that file was made.
+The committed ``layouts-cpu.json`` was measured before
+``execution="leafwise"`` and ``run=switch`` existed; the default, branched
+path it patches is unchanged since.
 """
 
 import argparse
@@ -53,6 +61,7 @@ LAYOUTS = {
     "leave=select": {"_LEAVE": "select"},
     "leave=branch": {"_LEAVE": "branch"},
     "first=operands": {"_FIRST_FROM_OPERANDS": True},
+    "run=switch": {"_RUN": "switch"},
 }
 SWITCHES = ("switch_at_2", "switch_at_8", "switch_at_8_shared")
 GROUPS = (
@@ -75,7 +84,7 @@ def _with_knobs(knobs: dict, fn, *args):
             setattr(_engine, name, value)
 
 
-def check_equal() -> list[str]:
+def check_equal(layouts: dict[str, dict]) -> list[str]:
     """Each layout against the shipped one: bitwise equal params and state?
 
     A 3-phase ``switch_at`` and a cycling 2-phase ``switch``, shared or not,
@@ -114,7 +123,7 @@ def check_equal() -> list[str]:
     for case, make in cases.items():
         for shared in (False, True):
             reference = train(make(shared))
-            for layout, knobs in LAYOUTS.items():
+            for layout, knobs in layouts.items():
                 got = _with_knobs(knobs, train, make(shared))
                 same = all(map(np.array_equal, reference, got))
                 lines.append(
@@ -129,7 +138,9 @@ def _runner(view: str, make, params, data, knobs: dict) -> bench.Runner:
     return _with_knobs(knobs, bench.Runner, view, make, params, data)
 
 
-def measure(view: str, size: int, inner: str, rounds: int) -> list[dict]:
+def measure(
+    view: str, size: int, inner: str, rounds: int, layouts: dict[str, dict]
+) -> list[dict]:
     params, data = bench._views.problem(view, size)
     makers = _variants.makers(inner)
     runners = {
@@ -137,7 +148,7 @@ def measure(view: str, size: int, inner: str, rounds: int) -> list[dict]:
         for name in ("bare", "bare_control")
     }
     for switch in SWITCHES:
-        for layout, knobs in LAYOUTS.items():
+        for layout, knobs in layouts.items():
             runners[f"{switch} [{layout}]"] = _runner(
                 view, makers[switch], params, data, knobs
             )
@@ -164,19 +175,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--out", type=pathlib.Path, default=None)
+    parser.add_argument(
+        "--layouts",
+        default=",".join(LAYOUTS),
+        help="comma-separated layouts to time next to the shipped one",
+    )
     args = parser.parse_args(argv)
+    names = ["shipped", *(n for n in args.layouts.split(",") if n != "shipped")]
+    unknown = sorted(set(names) - set(LAYOUTS))
+    if unknown:
+        parser.error(f"--layouts: unknown {unknown}; choose from {list(LAYOUTS)}")
+    layouts = {name: LAYOUTS[name] for name in names}
     if not hasattr(_engine, "_LEAVE"):
         sys.exit(
             "optaxswap/_engine.py has no layout knobs: run `git apply"
             " benchmarks/experiments/layouts.patch` first (and `git apply -R`"
             " after)."
         )
-    equal = check_equal()
+    equal = check_equal(layouts)
     print("\n".join(equal))
     rows = []
     for view, size in GROUPS:
         for inner in _variants.INNERS:
-            group = measure(view, size, inner, args.rounds)
+            group = measure(view, size, inner, args.rounds, layouts)
             rows += group
             print(f"\n{view}, {size:,} parameters, {inner}")
             print(f"{'variant':36s} {'ratio [95%]':>20s} conds  param copies (entry)")
