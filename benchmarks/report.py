@@ -659,7 +659,9 @@ def firing_table(results) -> list[str]:
 def machine_line(results) -> str:
     machine = results["machine"]
     flags = machine.get("xla_flags")
+    plan = results.get("plan", "quick" if results.get("quick") else "full")
     return (
+        f"Plan: {plan}. "
         f"Machine: {machine['backend']} ({machine['device_kind']},"
         f" {machine['processor']}, {machine['cpu_count']} cores), jax"
         f" {machine['jax']}, optax {machine['optax']}, {machine['date']}"

@@ -1,7 +1,9 @@
 """optaxswap benchmarks: what a combinator costs next to its bare inner optimizer.
 
 Run ``python -m benchmarks`` (or ``python benchmarks/run.py``) from the
-repository root; ``--quick`` is a smoke run with tiny sizes. It writes
+repository root; ``--quick`` is a smoke run with tiny sizes, and ``--plan
+device`` the part of the full plan that fits a short loan of an accelerator
+(``benchmarks/device_session.sh`` runs it twice). It writes
 ``benchmarks/results/<backend>.json`` (``--out`` for another path) and
 prints the tables of ``python -m benchmarks.report`` from it.
 
@@ -118,6 +120,23 @@ def full_plan() -> list[Group]:
     ]
 
 
+def device_plan() -> list[Group]:
+    """The full plan's groups that say most about conditionals on a device.
+
+    A GPU loan is short (minutes, start-up included), and a session wants two
+    runs, with and without on-device conditionals
+    (``benchmarks/device_session.sh``). So: the fixed cost per call, a small
+    and a large train step, and the separate-jit step, with fewer rounds;
+    not the no-donation view, the 200K phase counts nor the 20M groups.
+    """
+    return [
+        Group("update", 20 * K, FIXED_COST, rounds=21),
+        Group("train", 20 * K, EVERY_VIEW + FUSED + LEAFWISE, rounds=21),
+        Group("train", 2 * M, EVERY_VIEW + FUSED, rounds=11),
+        Group("separate-jit", 2 * M, EVERY_VIEW, rounds=11),
+    ]
+
+
 def quick_plan() -> list[Group]:
     # Every view, and every variant but the largest phase count once (so that
     # a broken baseline fails the smoke test); the phase-count table needs
@@ -160,6 +179,13 @@ def quick_plan() -> list[Group]:
             compile_repeats=2,
         ),
     ]
+
+
+PLANS: dict[str, Callable[[], list[Group]]] = {
+    "full": full_plan,
+    "device": device_plan,
+    "quick": quick_plan,
+}
 
 
 # ---------------------------------------------------------------- measuring
@@ -555,18 +581,30 @@ def main(argv: list[str] | None = None) -> dict:
         "--quick", action="store_true", help="tiny sizes, few rounds (a smoke run)"
     )
     parser.add_argument(
+        "--plan",
+        choices=tuple(PLANS),
+        default=None,
+        help="which groups to measure: every one (full, the default), those"
+        " that fit a short accelerator loan (device), or a smoke run (quick,"
+        " as --quick)",
+    )
+    parser.add_argument(
         "--out", type=pathlib.Path, default=None, help="the JSON file to write"
     )
     args = parser.parse_args(argv)
+    if args.quick and args.plan not in (None, "quick"):
+        parser.error(f"--quick is --plan quick; got --plan {args.plan} too")
+    plan_name = "quick" if args.quick else args.plan or "full"
     warnings.filterwarnings("ignore", message=".*donated buffers were not usable.*")
 
-    if args.quick:
-        plan, max_iters, firing_size, repeats = quick_plan(), 4, 1 * K, 2
+    plan = PLANS[plan_name]()
+    if plan_name == "quick":
+        max_iters, firing_size, repeats = 4, 1 * K, 2
     else:
-        plan, max_iters, firing_size, repeats = full_plan(), MAX_ITERS, 2 * M, 7
+        max_iters, firing_size, repeats = MAX_ITERS, 2 * M, 7
 
     start = time.perf_counter()
-    results = dict(machine=machine(), quick=args.quick)
+    results = dict(machine=machine(), quick=plan_name == "quick", plan=plan_name)
     results["steps"], results["group_s"] = measure_steps(plan, max_iters, log_row)
     results["firing"] = measure_firing(firing_size, repeats)
     for row in results["firing"]:
@@ -578,7 +616,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = args.out
     if out is None:
-        name = results["machine"]["backend"] + ("-quick" if args.quick else "")
+        name = results["machine"]["backend"] + (
+            "" if plan_name == "full" else f"-{plan_name}"
+        )
         out = pathlib.Path(__file__).parent / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -87,3 +87,40 @@ def test_layout_experiment_patch_still_applies():
         timeout=60,
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_every_plan_names_variants_that_exist():
+    """Each group of every plan (the device one too) can be built as named."""
+    sys.path.insert(0, str(REPOSITORY))
+    from benchmarks import _variants
+    from benchmarks import run
+
+    for name, plan in run.PLANS.items():
+        for group in plan():
+            assert group.view in run._views.VIEWS, (name, group)
+            for inner in group.inners:
+                missing = set(group.variants) - set(_variants.makers(inner))
+                assert not missing, (name, group.view, group.size, missing)
+
+
+def test_quick_and_another_plan_are_refused(capsys):
+    sys.path.insert(0, str(REPOSITORY))
+    from benchmarks import run
+
+    with pytest.raises(SystemExit):
+        run.main(["--quick", "--plan", "full"])
+    assert "--quick is --plan quick" in capsys.readouterr().err
+
+
+def test_device_session_script_is_valid_bash():
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    completed = subprocess.run(
+        [bash, "-n", "benchmarks/device_session.sh"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
