@@ -351,6 +351,30 @@ def timed_rounds(
     return interleaved(runners, rounds, iters), iters
 
 
+def ratio_rows(runners: dict[str, Runner], rounds: int, **fields: Any) -> list[dict]:
+    """Times ``runners`` side by side: per runner, its ratio to ``"bare"``.
+
+    Each row holds ``fields``, the variant's name, its median step time, the
+    ratio summary (``_stats.ratio_summary``) and the HLO counts. For the
+    experiments in ``benchmarks/experiments/``.
+    """
+    runs, _ = timed_rounds(runners, rounds, MAX_ITERS)
+    bare = np.array([run.seconds for run in runs["bare"]])
+    rows = []
+    for name, runner in runners.items():
+        seconds = np.array([run.seconds for run in runs[name]])
+        rows.append(
+            dict(
+                **fields,
+                variant=name,
+                ms=1e3 * float(np.median(seconds)),
+                **_stats.ratio_summary(seconds / bare),
+                **runner.hlo,
+            )
+        )
+    return rows
+
+
 def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
     params, data = _views.problem(group.view, group.size)
     makers = _variants.makers(inner)

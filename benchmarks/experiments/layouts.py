@@ -50,7 +50,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks import _stats
 from benchmarks import _variants
 from benchmarks import run as bench
 import optaxswap as osw
@@ -152,23 +151,7 @@ def measure(
             runners[f"{switch} [{layout}]"] = _runner(
                 view, makers[switch], params, data, knobs
             )
-    runs, _ = bench.timed_rounds(runners, rounds, bench.MAX_ITERS)
-    bare = np.array([run.seconds for run in runs["bare"]])
-    rows = []
-    for name, runner in runners.items():
-        seconds = np.array([run.seconds for run in runs[name]])
-        rows.append(
-            dict(
-                view=view,
-                size=size,
-                inner=inner,
-                variant=name,
-                ms=1e3 * float(np.median(seconds)),
-                **_stats.ratio_summary(seconds / bare),
-                **runner.hlo,
-            )
-        )
-    return rows
+    return bench.ratio_rows(runners, rounds, view=view, size=size, inner=inner)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

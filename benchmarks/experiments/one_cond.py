@@ -32,10 +32,8 @@ import pathlib
 
 import jax
 from jax import lax
-import numpy as np
 import optax
 
-from benchmarks import _stats
 from benchmarks import _variants
 from benchmarks import _views
 from benchmarks import run as bench
@@ -71,22 +69,7 @@ def measure(size: int, inner: str, rounds: int) -> list[dict]:
     runners = {
         name: bench.Runner("train", make, params, data) for name, make in made.items()
     }
-    runs, _ = bench.timed_rounds(runners, rounds, bench.MAX_ITERS)
-    bare = np.array([run.seconds for run in runs["bare"]])
-    rows = []
-    for name, runner in runners.items():
-        seconds = np.array([run.seconds for run in runs[name]])
-        rows.append(
-            dict(
-                size=size,
-                inner=inner,
-                variant=name,
-                ms=1e3 * float(np.median(seconds)),
-                **_stats.ratio_summary(seconds / bare),
-                **runner.hlo,
-            )
-        )
-    return rows
+    return bench.ratio_rows(runners, rounds, size=size, inner=inner)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
