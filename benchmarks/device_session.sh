@@ -6,9 +6,11 @@
 #     bash benchmarks/device_session.sh [SECONDS_PER_RUN]
 #
 # (default 270 s each). The JSON files and logs go to $OUT when it is set (the
-# folder the device tool brings back), else to benchmarks/results/. Copy the
-# JSON files into benchmarks/results/ and commit them; `python -m
-# benchmarks.report FILE` prints their tables.
+# folder the device tool brings back), else to benchmarks/results/. A run
+# writes its JSON after every group, so one stopped by its limit still leaves
+# the groups it finished (marked "complete": false). Copy the JSON files into
+# benchmarks/results/ and commit them; `python -m benchmarks.report FILE`
+# prints their tables.
 set -u
 limit=${1:-270}
 out=${OUT:-benchmarks/results}

@@ -660,8 +660,9 @@ def machine_line(results) -> str:
     machine = results["machine"]
     flags = machine.get("xla_flags")
     plan = results.get("plan", "quick" if results.get("quick") else "full")
+    stopped = " (stopped early: the groups measured before it)"
     return (
-        f"Plan: {plan}. "
+        f"Plan: {plan}{stopped if results.get('complete') is False else ''}. "
         f"Machine: {machine['backend']} ({machine['device_kind']},"
         f" {machine['processor']}, {machine['cpu_count']} cores), jax"
         f" {machine['jax']}, optax {machine['optax']}, {machine['date']}"

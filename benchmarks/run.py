@@ -426,8 +426,15 @@ def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
     return rows
 
 
-def measure_steps(plan: list[Group], max_iters: int, log) -> tuple[list, list]:
-    """Every group of ``plan``: its rows, and the wall time of each group."""
+def measure_steps(
+    plan: list[Group], max_iters: int, log, saved: Callable | None = None
+) -> tuple[list, list]:
+    """Every group of ``plan``: its rows, and the wall time of each group.
+
+    ``saved(rows, timings)``, if given, is called after each group with what
+    has been measured so far (to write it: a run stopped by a time limit then
+    still leaves its finished groups).
+    """
     # A process's first compilations pay for warming JAX's and XLA's own
     # caches; a throwaway one keeps that out of the first group's bare case.
     params, data = _views.problem("train", 1 * K)
@@ -444,6 +451,8 @@ def measure_steps(plan: list[Group], max_iters: int, log) -> tuple[list, list]:
                 dict(view=group.view, size=group.size, inner=inner, seconds=seconds)
             )
             print(f"  ({seconds:.0f}s)", flush=True)
+            if saved is not None:
+                saved(rows, timings)
     return rows, timings
 
 
@@ -627,9 +636,25 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         max_iters, firing_size, repeats = MAX_ITERS, 2 * M, 7
 
+    out = args.out
+    if out is None:
+        name = jax.default_backend() + ("" if plan_name == "full" else f"-{plan_name}")
+        out = pathlib.Path(__file__).parent / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
     start = time.perf_counter()
     results = dict(machine=machine(), quick=plan_name == "quick", plan=plan_name)
-    results["steps"], results["group_s"] = measure_steps(plan, max_iters, log_row)
+
+    def save_partial(rows: list, timings: list) -> None:
+        # Marked incomplete until the run ends; the report reads it as it is.
+        partial = dict(results, steps=rows, group_s=timings, complete=False)
+        partial["wall_s"] = time.perf_counter() - start
+        partial["machine"] = dict(results["machine"], load_average_end=os.getloadavg())
+        out.write_text(json.dumps(partial, indent=1) + "\n")
+
+    results["steps"], results["group_s"] = measure_steps(
+        plan, max_iters, log_row, save_partial
+    )
     results["firing"] = measure_firing(firing_size, repeats)
     for row in results["firing"]:
         print(" ", json.dumps(row))
@@ -637,14 +662,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(" ", json.dumps(results["rejit"]))
     results["wall_s"] = time.perf_counter() - start
     results["machine"]["load_average_end"] = os.getloadavg()
-
-    out = args.out
-    if out is None:
-        name = results["machine"]["backend"] + (
-            "" if plan_name == "full" else f"-{plan_name}"
-        )
-        out = pathlib.Path(__file__).parent / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    results["complete"] = True
     out.write_text(json.dumps(results, indent=1) + "\n")
     print()
     print(report.render(results))

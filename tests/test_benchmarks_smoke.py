@@ -28,6 +28,7 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads(out.read_text())
     assert results["quick"] is True
+    assert results["plan"] == "quick" and results["complete"] is True
     assert results["machine"]["backend"] == "cpu"
     assert "xla_flags" in results["machine"] and results["machine"]["device_kind"]
     variants = {row["variant"] for row in results["steps"]}
@@ -68,6 +69,15 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     )
     for heading in headings:
         assert heading in report.stdout, heading
+
+    # A run stopped by a time limit leaves the groups it finished (written
+    # after each one), marked incomplete; the report reads them as they are.
+    sys.path.insert(0, str(REPOSITORY))
+    from benchmarks import report as report_module
+
+    partial = dict(results, steps=results["steps"][:3], complete=False)
+    del partial["firing"], partial["rejit"]
+    assert "stopped early" in report_module.render(partial).splitlines()[0]
 
 
 def test_layout_experiment_patch_still_applies():
