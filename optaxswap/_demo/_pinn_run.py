@@ -64,23 +64,10 @@ def run_pinn_demo(
     )
     for table in results_tables(results):
         console.print(table)
-    for result in results:
-        console.print(f"  {result.name}: {result.summary}", markup=False)
     # rejit is the plan without optaxswap: it compiles Adam's step and
     # L-BFGS's, and the latter twice (optax.lbfgs's init state holds
     # weak-typed scalars that its first update makes strong).
-    recompiled = [
-        result.name
-        for result in results
-        if result.name != "rejit" and result.compilations != 1
-    ]
-    if recompiled:
-        console.print(
-            f"The train step of {', '.join(recompiled)} did not compile exactly"
-            " once: optaxswap promises one compilation, please report this.",
-            style="bold red",
-            markup=False,
-        )
+    _run.print_summaries(console, results, exempt=("rejit",))
     plot_pinn(out / PINN_PLOT_NAME, config, results)
     write_pinn_json(
         out / PINN_RESULTS_NAME, config, results, _run.describe_environment()
