@@ -84,7 +84,7 @@ def carrying_others(inner: str, count: int) -> optax.GradientTransformationExtra
 
 
 def _switch(
-    inner: str, count: int, share_memory: bool, execution: str = "branched"
+    inner: str, count: int, share_memory: bool, execution: str = "auto"
 ) -> Variant:
     tx = osw.switch_at(
         alternating(count),
@@ -129,6 +129,12 @@ def makers(inner: str) -> dict[str, Callable[[], Variant]]:
         # The branch-free way a switch can run: every phase, then a select.
         "switch_at_2_fused": functools.partial(_switch, inner, 2, False, "fused"),
         "switch_at_2_shared_fused": functools.partial(_switch, inner, 2, True, "fused"),
+        # The default, branched, where "auto" picks fused (a GPU).
+        "switch_at_2_branched": functools.partial(_switch, inner, 2, False, "branched"),
+        "switch_at_2_shared_branched": functools.partial(
+            _switch, inner, 2, True, "branched"
+        ),
+        "switch_at_8_branched": functools.partial(_switch, inner, 8, False, "branched"),
         # One conditional per phase and parameter leaf.
         "switch_at_2_leafwise": functools.partial(_switch, inner, 2, False, "leafwise"),
         "switch_at_8_leafwise": functools.partial(_switch, inner, 8, False, "leafwise"),

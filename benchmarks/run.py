@@ -63,6 +63,13 @@ MIN_ITERS, MAX_ITERS = 2, 64
 EVERY_VIEW = ("bare_control", *report.TARGET_VARIANTS)
 # The branch-free execution of a switch, where conditionals cost the most.
 FUSED = ("switch_at_2_fused", "switch_at_2_shared_fused")
+# On a GPU, where a switch's default ("auto") runs fused, the branched way
+# beside it.
+BRANCHED = (
+    "switch_at_2_branched",
+    "switch_at_2_shared_branched",
+    "switch_at_8_branched",
+)
 # One conditional per phase and parameter leaf (train view: the overlap with
 # the backward pass).
 LEAFWISE = ("switch_at_2_leafwise", "switch_at_8_leafwise")
@@ -99,24 +106,33 @@ class Group:
     compile_repeats: int = 1
 
 
+def branched_too() -> tuple[str, ...]:
+    """:data:`BRANCHED` where "auto" does not run a switch branched (a GPU).
+
+    On CPU they would measure the default twice.
+    """
+    return BRANCHED if jax.default_backend() == "gpu" else ()
+
+
 def full_plan() -> list[Group]:
     # Fewer rounds where a step is long: each round lasts at least two steps.
+    other = FUSED + branched_too()
     return [
-        Group("update", 20 * K, FIXED_COST, rounds=41),
-        Group("train", 1 * K, EVERY_VIEW + FUSED + LEAFWISE, rounds=41),
-        Group("train", 20 * K, EVERY_VIEW + FUSED + LEAFWISE, rounds=41),
+        Group("update", 20 * K, FIXED_COST + branched_too()[:1], rounds=41),
+        Group("train", 1 * K, EVERY_VIEW + other + LEAFWISE, rounds=41),
+        Group("train", 20 * K, EVERY_VIEW + other + LEAFWISE, rounds=41),
         Group(
             "train",
             200 * K,
-            EVERY_VIEW + FUSED + LEAFWISE + PHASE_COUNT,
+            EVERY_VIEW + other + LEAFWISE + PHASE_COUNT,
             41,
             compile_repeats=2,
         ),
-        Group("train", 2 * M, EVERY_VIEW + FUSED + LEAFWISE + BASELINES, rounds=21),
-        Group("separate-jit", 2 * M, EVERY_VIEW + FUSED + BASELINES, rounds=21),
-        Group("separate-jit", 20 * M, EVERY_VIEW, rounds=7),
-        Group("no-donation", 2 * M, EVERY_VIEW, rounds=21),
-        Group("no-donation", 20 * M, EVERY_VIEW, rounds=7),
+        Group("train", 2 * M, EVERY_VIEW + other + LEAFWISE + BASELINES, rounds=21),
+        Group("separate-jit", 2 * M, EVERY_VIEW + other + BASELINES, rounds=21),
+        Group("separate-jit", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
+        Group("no-donation", 2 * M, EVERY_VIEW + branched_too(), rounds=21),
+        Group("no-donation", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
     ]
 
 
@@ -127,14 +143,22 @@ def device_plan() -> list[Group]:
     runs, with and without on-device conditionals
     (``benchmarks/device_session.sh``). So: the fixed cost per call, a small
     and a large train step, and the separate-jit step, with fewer rounds;
-    not the no-donation view, the 200K phase counts nor the 20M groups.
+    not the no-donation view nor the 200K phase counts. On a GPU, the 2- and
+    8-phase switches are also measured branched, and the separate-jit step
+    at 20M too.
     """
-    return [
-        Group("update", 20 * K, FIXED_COST, rounds=21),
-        Group("train", 20 * K, EVERY_VIEW + FUSED + LEAFWISE, rounds=21),
-        Group("train", 2 * M, EVERY_VIEW + FUSED, rounds=11),
-        Group("separate-jit", 2 * M, EVERY_VIEW, rounds=11),
+    other = FUSED + branched_too()
+    groups = [
+        Group("update", 20 * K, FIXED_COST + branched_too()[:1], rounds=21),
+        Group("train", 20 * K, EVERY_VIEW + other + LEAFWISE, rounds=21),
+        Group("train", 2 * M, EVERY_VIEW + other, rounds=11),
+        Group("separate-jit", 2 * M, EVERY_VIEW + branched_too(), rounds=11),
     ]
+    if branched_too():
+        # Where the branched way copies most: "auto" against it at 20M.
+        two = ("bare_control", "switch_at_2", "switch_at_2_shared")
+        groups.append(Group("separate-jit", 20 * M, two + BRANCHED[:2], rounds=7))
+    return groups
 
 
 def quick_plan() -> list[Group]:

@@ -52,8 +52,8 @@ from optaxswap import _leafwise
 from optaxswap import _observing
 from optaxswap import _triggers
 
-Execution = Literal["branched", "leafwise", "fused"]
-EXECUTIONS = ("branched", "leafwise", "fused")
+Execution = Literal["auto", "branched", "leafwise", "fused"]
+EXECUTIONS = ("auto", "branched", "leafwise", "fused")
 
 Cells = dict[Any, Any]
 
@@ -372,16 +372,55 @@ class _Inputs(NamedTuple):
         return groups
 
 
-def _output_dtypes(phases: _Phases) -> Any:
-    """Per leaf, the promotion of every phase's output dtype."""
+def _traced_runs(phases: _Phases) -> list[tuple[Any, Any]]:
+    """Per phase, the jaxpr of its update and the shapes of its updates."""
     cells = phases.storage.cells()
-    outputs = [
-        jax.eval_shape(lambda s, i=i: phases.run(i, s, phases.inputs)[0], state)
-        for i, state in enumerate(phases.read(i, cells) for i in range(len(phases)))
+    return [
+        jax.make_jaxpr(
+            lambda s, i=i: phases.run(i, s, phases.inputs)[0], return_shape=True
+        )(phases.read(i, cells))
+        for i in range(len(phases))
     ]
+
+
+def _output_dtypes(runs: list[tuple[Any, Any]]) -> Any:
+    """Per leaf, the promotion of every phase's output dtype."""
     return jax.tree.map(
         lambda *leaves: jax.ShapeDtypeStruct(leaves[0].shape, jnp.result_type(*leaves)),
-        *outputs,
+        *(shapes for _, shapes in runs),
+    )
+
+
+def _fusable(phases: _Phases, runs: list[tuple[Any, Any]]) -> bool:
+    """True if running every phase on every step costs only its arithmetic.
+
+    No phase's update loops (L-BFGS's line search) or calls the host, and
+    every phase that can be entered has an ``init`` that only fills buffers.
+    """
+    return all(_inspect.runs_once(jaxpr) for jaxpr, _ in runs) and all(
+        phases.init_only_fills(index)
+        for index in range(len(phases))
+        if phases.enterable[index]
+    )
+
+
+def _auto(
+    phases: _Phases, moves: Moves, dtypes: Any, runs: list[tuple[Any, Any]]
+) -> tuple[optax.Updates, Cells]:
+    """Branched, or on a GPU fused where the phases allow it.
+
+    Chosen per platform when the step is lowered (``lax.platform_dependent``:
+    only the chosen way is compiled). On a GPU, each conditional makes the
+    host wait for its predicate, and XLA copies the buffers its branches
+    forward: fused was the faster there in most cases measured
+    (``docs/performance.md``). On CPU and TPU, branched.
+    """
+    if not _fusable(phases, runs):
+        return _branched(phases, moves, dtypes)
+    return lax.platform_dependent(
+        default=lambda: _branched(phases, moves, dtypes),
+        cuda=lambda: _fused(phases, moves, dtypes),
+        rocm=lambda: _fused(phases, moves, dtypes),
     )
 
 
@@ -589,7 +628,7 @@ def update(
     rebuild: Callable[[State, Storage], State],
     enter: Callable[[Entry], optax.OptState] = fresh_entry,
     enterable: Sequence[bool] = (True,),
-    execution: Execution = "branched",
+    execution: Execution = "auto",
     owner: str,
 ) -> tuple[optax.Updates, State]:
     """One update of a combinator, in the order the SPEC fixes.
@@ -642,8 +681,11 @@ def update(
     if len(phases) == 1:
         new_updates, cells = _single(phases, moves)
     else:
-        dtypes = _output_dtypes(phases)
-        if execution == "fused":
+        runs = _traced_runs(phases)
+        dtypes = _output_dtypes(runs)
+        if execution == "auto":
+            new_updates, cells = _auto(phases, moves, dtypes, runs)
+        elif execution == "fused":
             new_updates, cells = _fused(phases, moves, dtypes)
         else:
             new_updates, cells = _branched(

@@ -62,6 +62,11 @@ _FILLING = frozenset(
 )
 # Primitives that make work data-dependent (an inner loop, a branch).
 _CONTROL_FLOW = frozenset({"while", "scan", "cond", "switch"})
+# Primitives whose cost is not the arithmetic of one pass: a loop, or a call
+# to the host.
+_NOT_ONCE = frozenset(
+    {"while", "scan", "pure_callback", "io_callback", "debug_callback", "callback"}
+)
 
 
 def _equations(jaxpr: jex_core.Jaxpr) -> Iterator[jex_core.JaxprEqn]:
@@ -85,6 +90,17 @@ def only_fills(fn: Callable[..., Any], *args: Any) -> bool:
         eqn.primitive.name in _FILLING
         or (_is_call(eqn) and eqn.primitive.name not in _CONTROL_FLOW)
         for eqn in _equations(_jaxpr(fn, *args).jaxpr)
+    )
+
+
+def runs_once(jaxpr: jex_core.ClosedJaxpr) -> bool:
+    """True if ``jaxpr`` runs each equation once and never calls the host.
+
+    No loop (``while``, ``scan``: L-BFGS's line search), no callback, no
+    other effect; conditionals are allowed.
+    """
+    return not jaxpr.effects and all(
+        eqn.primitive.name not in _NOT_ONCE for eqn in _equations(jaxpr.jaxpr)
     )
 
 

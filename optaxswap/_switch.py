@@ -46,7 +46,7 @@ def switch(
     handoff: _handoff.HandoffFn | None = None,
     cycle: bool = False,
     share_memory: bool = False,
-    execution: _engine.Execution = "branched",
+    execution: _engine.Execution = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     """Runs ``transforms[phase]``, advancing ``phase`` each time ``trigger`` fires.
 
@@ -83,19 +83,24 @@ def switch(
         inside a phase, and a state holding the objective's ``value`` (L-BFGS's
         line search), keep their own buffers, so the host-side helpers and
         ``optax.value_and_grad_from_state`` still find them.
-      execution: how the phases run inside the step. ``"branched"``
-        (default): one conditional per phase runs only the active one and
-        touches no other phase's buffers. ``"leafwise"``: the same, with one
-        conditional per phase and parameter leaf wherever a phase's update
-        treats each leaf on its own (Adam, SGD, ...; not global-norm clipping
-        or L-BFGS, which keep one), so each leaf's update starts as soon as
-        its gradient is ready: faster on CPU for a small train step with few
-        phases; values may differ from the bare optimizer's by float32
-        round-off, as XLA compiles each leaf's arithmetic on its own.
-        ``"fused"``: every phase's update runs and the active one's result is
-        selected, with no conditional, at the price of every phase's
-        arithmetic and a copy of the state per step; for accelerators where a
-        conditional is dear (measure it with ``benchmarks/``).
+      execution: how the phases run inside the step. ``"auto"`` (default):
+        ``"fused"`` where the step is compiled for a GPU and every phase
+        allows it (no loop or host call in its update, an ``init`` that only
+        fills buffers: every optax optimizer but L-BFGS), ``"branched"``
+        otherwise (CPU, TPU), decided per platform when the step is lowered.
+        ``"branched"``: one conditional per phase runs only the active one
+        and touches no other phase's buffers. ``"leafwise"``: the same, with
+        one conditional per phase and parameter leaf wherever a phase's
+        update treats each leaf on its own (Adam, SGD, ...; not global-norm
+        clipping or L-BFGS, which keep one), so each leaf's update starts as
+        soon as its gradient is ready: faster on CPU for a small train step
+        with few phases; values may differ from the bare optimizer's by
+        float32 round-off, as XLA compiles each leaf's arithmetic on its
+        own. ``"fused"``: every phase's update runs and the active one's
+        result is selected, with no conditional, at the price of every
+        phase's arithmetic (and on CPU a copy of the state per step); on a
+        GPU, where each conditional makes the host wait, it was faster than
+        ``"branched"`` in most cases measured (``docs/performance.md``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`SwitchState`.

@@ -99,18 +99,26 @@ def test_layout_experiment_patch_still_applies():
     assert completed.returncode == 0, completed.stderr
 
 
-def test_every_plan_names_variants_that_exist():
-    """Each group of every plan (the device one too) can be built as named."""
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_every_plan_names_variants_that_exist(monkeypatch, backend):
+    """Each group of every plan (the device one too) can be built as named.
+
+    On a GPU the plans add the branched executions ("auto" runs fused there).
+    """
     sys.path.insert(0, str(REPOSITORY))
     from benchmarks import _variants
     from benchmarks import run
 
+    monkeypatch.setattr(run.jax, "default_backend", lambda: backend)
+    named = set()
     for name, plan in run.PLANS.items():
         for group in plan():
             assert group.view in run._views.VIEWS, (name, group)
+            named.update(group.variants)
             for inner in group.inners:
                 missing = set(group.variants) - set(_variants.makers(inner))
                 assert not missing, (name, group.view, group.size, missing)
+    assert (set(run.BRANCHED) <= named) == (backend == "gpu")
 
 
 def test_quick_and_another_plan_are_refused(capsys):

@@ -3,13 +3,16 @@
 Mixed precision, L-BFGS phases (which read their own state by name), leaving
 a phase, weak types, ``params=None``, ``tree_map_params``, and the ways a
 switch runs its phases (``execution="branched"``, ``"leafwise"`` and
-``"fused"``), which must agree with each other and with the reference.
+``"fused"``), which must agree with each other and with the reference, and
+``"auto"``, which picks one of them per platform.
 """
 
 import functools
 import re
 
+import chex
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -276,6 +279,103 @@ def test_conditionals_in_the_compiled_step():
             [adam, sgd], [3], share_memory=share_memory, execution="fused"
         )
         assert hlo_conditionals(fused, params) == 0
+
+
+def lowered_cases(fn, args, platform):
+    """``stablehlo.case`` ops in ``jit(fn)`` lowered for ``platform``.
+
+    Lowering for a GPU needs no GPU: it shows what "auto" hands XLA there.
+    """
+    lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=(platform,))
+    return lowered.as_text().count('"stablehlo.case"')
+
+
+def step_cases(tx, params, platform):
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return lowered_cases(step, (params, tx.init(params), params), platform)
+
+
+def halved_three_times():
+    """A phase whose update loops, as L-BFGS's line search does."""
+
+    def update(updates, state, params=None):
+        del params
+        halve = lambda _, tree: jax.tree.map(lambda x: 0.5 * x, tree)  # noqa: E731
+        return lax.fori_loop(0, 3, halve, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda", "rocm", "tpu"])
+def test_auto_runs_fused_on_a_gpu_and_branched_elsewhere(platform):
+    params = make_params()
+    adam, sgd = optax.adam(0.1), optax.sgd(0.1, momentum=0.9)
+    # What choosing by platform adds to the lowered module, read from JAX.
+    dispatch = functools.partial(
+        lax.platform_dependent, default=lambda x: x, cuda=lambda x: -x
+    )
+    overhead = lowered_cases(lambda x: dispatch(x), (jnp.ones(2),), platform)
+    chosen = "fused" if platform in ("cuda", "rocm") else "branched"
+    for share_memory in (False, True):
+
+        def make(execution, share_memory=share_memory):
+            return osw.switch_at(
+                [adam, sgd], [3], share_memory=share_memory, execution=execution
+            )
+
+        assert step_cases(make("auto"), params, platform) == (
+            step_cases(make(chosen), params, platform) + overhead
+        )
+    # A phase that loops stays under a conditional everywhere: running it on
+    # every step would cost all its iterations.
+    looping = [halved_three_times(), sgd]
+    assert step_cases(osw.switch_at(looping, [3]), params, platform) == step_cases(
+        osw.switch_at(looping, [3], execution="branched"), params, platform
+    )
+
+
+def test_auto_is_branched_on_cpu_bit_for_bit():
+    """The platform's choice folds away: the same conditionals and values."""
+    params = make_params()
+    phases = [optax.adam(0.1), optax.sgd(0.1, momentum=0.9)]
+    auto = osw.switch_at(phases, [3])
+    branched = osw.switch_at(phases, [3], execution="branched")
+    assert hlo_conditionals(auto, params) == hlo_conditionals(branched, params) == 3
+    for got, want in zip(train(auto, 6), train(branched, 6), strict=True):
+        chex.assert_trees_all_equal(got, want)
+
+
+def test_runs_once_reads_loops_and_host_calls():
+    grads = make_params()
+    state = optax.lbfgs().init(grads)
+
+    def jaxpr(fn, *args):
+        return jax.make_jaxpr(fn)(*args)
+
+    assert _inspect.runs_once(
+        jaxpr(optax.adam(0.1).update, grads, optax.adam(0.1).init(grads))
+    )
+    # L-BFGS's line search is a while loop.
+    lbfgs_update = functools.partial(
+        optax.lbfgs().update, value=jnp.float32(1.0), grad=grads, value_fn=quadratic
+    )
+    assert not _inspect.runs_once(jaxpr(lbfgs_update, grads, state, grads))
+    assert not _inspect.runs_once(
+        jaxpr(halved_three_times().update, grads, optax.EmptyState())
+    )
+
+    def printing(x):
+        jax.debug.print("{}", x)
+        return x
+
+    assert not _inspect.runs_once(jaxpr(printing, jnp.ones(2)))
+    # A conditional runs once: allowed.
+    assert _inspect.runs_once(
+        jaxpr(lambda p: lax.cond(p, lambda: 1.0, lambda: 2.0), True)
+    )
 
 
 def test_a_dear_init_is_computed_only_when_it_fires():
