@@ -13,17 +13,20 @@ it into the update's loops, so it moves no extra bytes and adds no
 conditional; ``resettable`` then has no conditional at all. A dearer
 ``init`` goes under a ``lax.cond``.
 
-A switch runs its phases in one of three ways:
+A switch runs its phases in one of three ways, and by default
+(``"auto"``) picks one per platform when the step is lowered: ``"fused"``
+for a GPU (CUDA, ROCm) where every phase allows it, ``"branched"`` elsewhere
+(:func:`_auto`):
 
-- ``"branched"`` (the default): one conditional per phase that runs or skips
-  it, and one per phase that can be left, which re-initializes it; each
-  carries only that phase's part of the state, and either forwards all of it
-  or writes all of it, so XLA updates it in place and copies no other
-  phase's buffers. The price is the conditionals themselves. On CPU, a
-  conditional around a whole update starts only once every gradient is
-  ready, so the update no longer overlaps with the backward pass (in a small
-  train step that is most of its cost); on GPU each one makes the host wait
-  for its predicate (see ``docs/performance.md``).
+- ``"branched"`` (the default's choice on CPU and TPU): one conditional per
+  phase that runs or skips it, and one per phase that can be left, which
+  re-initializes it; each carries only that phase's part of the state, and
+  either forwards all of it or writes all of it, so XLA updates it in place
+  and copies no other phase's buffers. The price is the conditionals
+  themselves. On CPU, a conditional around a whole update starts only once
+  every gradient is ready, so the update no longer overlaps with the backward
+  pass (in a small train step that is most of its cost); on GPU each one makes
+  the host wait for its predicate (see ``docs/performance.md``).
 - ``"leafwise"``: the same, with each phase's run-or-skip conditional split
   into one per parameter leaf wherever the phase's update treats each leaf on
   its own (``_leafwise``): each leaf's update starts as soon as its gradient
@@ -35,8 +38,8 @@ A switch runs its phases in one of three ways:
   and on CPU XLA copies the donated state once per step (the same buffers are
   read by several phases' loops and written by the select). On CPU it wins
   only where the phases are cheap and the step small (the Adam phase of a
-  1K-parameter train step); it is there for accelerators where a conditional
-  is dear (a GPU without command buffers makes the host wait on each).
+  1K-parameter train step). On a GPU, where each conditional makes the host
+  wait, it was the faster in most cases measured (``docs/performance.md``).
 """
 
 from collections.abc import Callable, Sequence
@@ -373,11 +376,11 @@ class _Inputs(NamedTuple):
 
 
 def _traced_runs(phases: _Phases) -> list[tuple[Any, Any]]:
-    """Per phase, the jaxpr of its update and the shapes of its updates."""
+    """Per phase, the jaxpr of its update and the shapes of its outputs."""
     cells = phases.storage.cells()
     return [
         jax.make_jaxpr(
-            lambda s, i=i: phases.run(i, s, phases.inputs)[0], return_shape=True
+            lambda s, i=i: phases.run(i, s, phases.inputs), return_shape=True
         )(phases.read(i, cells))
         for i in range(len(phases))
     ]
@@ -387,7 +390,7 @@ def _output_dtypes(runs: list[tuple[Any, Any]]) -> Any:
     """Per leaf, the promotion of every phase's output dtype."""
     return jax.tree.map(
         lambda *leaves: jax.ShapeDtypeStruct(leaves[0].shape, jnp.result_type(*leaves)),
-        *(shapes for _, shapes in runs),
+        *(updates for _, (updates, _) in runs),
     )
 
 
@@ -404,6 +407,11 @@ def _fusable(phases: _Phases, runs: list[tuple[Any, Any]]) -> bool:
     )
 
 
+def _gpu_in_process() -> bool:
+    """Whether this process's default backend is a GPU (CUDA or ROCm)."""
+    return jax.default_backend() == "gpu"
+
+
 def _auto(
     phases: _Phases, moves: Moves, dtypes: Any, runs: list[tuple[Any, Any]]
 ) -> tuple[optax.Updates, Cells]:
@@ -414,8 +422,13 @@ def _auto(
     host wait for its predicate, and XLA copies the buffers its branches
     forward: fused was the faster there in most cases measured
     (``docs/performance.md``). On CPU and TPU, branched.
+
+    Both ways are traced, which doubles the tracing of a many-phase step
+    (0.7 s more at 32 phases on CPU): so in a process without a GPU, where
+    the step is lowered for a GPU only by an explicit cross-platform export,
+    only the branched way is traced.
     """
-    if not _fusable(phases, runs):
+    if not _gpu_in_process() or not _fusable(phases, runs):
         return _branched(phases, moves, dtypes)
     return lax.platform_dependent(
         default=lambda: _branched(phases, moves, dtypes),

@@ -1,7 +1,8 @@
 """Shared slots: the phases of a ``switch`` keep their big buffers in one set.
 
-Only the active phase's state is ever read, and entering a phase
-re-initializes it, so the phases can take turns in the same buffers. What
+Only the active phase's state is ever used (a fused step computes the
+others' updates and discards them), and entering a phase re-initializes it,
+so the phases can take turns in the same buffers. What
 they share are their *params-shaped* subtrees (Adam's ``mu`` and ``nu``,
 SGD's ``trace``, L-BFGS's ``params``): the ``k``-th such subtree of every
 phase lives in slot ``k``, a tree of the params' structure. Adam followed by

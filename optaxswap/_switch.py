@@ -86,8 +86,10 @@ def switch(
       execution: how the phases run inside the step. ``"auto"`` (default):
         ``"fused"`` where the step is compiled for a GPU and every phase
         allows it (no loop or host call in its update, an ``init`` that only
-        fills buffers: every optax optimizer but L-BFGS), ``"branched"``
-        otherwise (CPU, TPU), decided per platform when the step is lowered.
+        fills buffers: Adam, SGD and the like; not L-BFGS, whose line search
+        loops), ``"branched"`` otherwise (CPU, TPU), decided per platform
+        when the step is lowered (in a process without a GPU, always
+        ``"branched"``: a step exported there for a GPU runs branched on it).
         ``"branched"``: one conditional per phase runs only the active one
         and touches no other phase's buffers. ``"leafwise"``: the same, with
         one conditional per phase and parameter leaf wherever a phase's

@@ -20,6 +20,7 @@ import pytest
 from training import assert_trees_close
 
 import optaxswap as osw
+from optaxswap import _engine
 from optaxswap import _inspect
 
 EXECUTIONS = ("fused", "branched", "leafwise")
@@ -310,7 +311,9 @@ def halved_three_times():
 
 
 @pytest.mark.parametrize("platform", ["cpu", "cuda", "rocm", "tpu"])
-def test_auto_runs_fused_on_a_gpu_and_branched_elsewhere(platform):
+def test_auto_runs_fused_on_a_gpu_and_branched_elsewhere(monkeypatch, platform):
+    # As in a process with a GPU, where "auto" chooses by platform.
+    monkeypatch.setattr(_engine, "_gpu_in_process", lambda: True)
     params = make_params()
     adam, sgd = optax.adam(0.1), optax.sgd(0.1, momentum=0.9)
     # What choosing by platform adds to the lowered module, read from JAX.
@@ -337,13 +340,51 @@ def test_auto_runs_fused_on_a_gpu_and_branched_elsewhere(platform):
     )
 
 
-def test_auto_is_branched_on_cpu_bit_for_bit():
-    """The platform's choice folds away: the same conditionals and values."""
+def test_auto_traces_only_the_branched_way_without_a_gpu():
+    """A CPU-only process does not trace the fused way it would not run.
+
+    Only an explicit export for a GPU lowers such a step for one: it then
+    runs branched there.
+    """
+    if _engine._gpu_in_process():
+        pytest.skip("this process has a GPU")
     params = make_params()
     phases = [optax.adam(0.1), optax.sgd(0.1, momentum=0.9)]
-    auto = osw.switch_at(phases, [3])
-    branched = osw.switch_at(phases, [3], execution="branched")
-    assert hlo_conditionals(auto, params) == hlo_conditionals(branched, params) == 3
+    for platform in ("cpu", "cuda"):
+        assert step_cases(osw.switch_at(phases, [3]), params, platform) == (
+            step_cases(
+                osw.switch_at(phases, [3], execution="branched"), params, platform
+            )
+        )
+
+
+def optimized_instructions(tx, params):
+    """The compiled step's instructions, without metadata and stack frames."""
+    state = tx.init(params)
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    text = jax.jit(step).lower(params, state, params).compile().as_text()
+    lines = [line for line in text.splitlines() if line.startswith((" ", "ENTRY"))]
+    text = "\n".join(lines)
+    return re.sub(r", (metadata=\{[^}]*\}|stack_frame_id=\d+)", "", text)
+
+
+@pytest.mark.parametrize("share_memory", [False, True])
+def test_auto_is_branched_on_cpu_bit_for_bit(share_memory):
+    """On CPU, "auto" compiles the branched step, instruction for instruction."""
+    params = make_params()
+    phases = [optax.adam(0.1), optax.sgd(0.1, momentum=0.9)]
+    auto = osw.switch_at(phases, [3], share_memory=share_memory)
+    branched = osw.switch_at(
+        phases, [3], share_memory=share_memory, execution="branched"
+    )
+    assert optimized_instructions(auto, params) == (
+        optimized_instructions(branched, params)
+    )
+    assert hlo_conditionals(auto, params) == 3
     for got, want in zip(train(auto, 6), train(branched, 6), strict=True):
         chex.assert_trees_all_equal(got, want)
 
