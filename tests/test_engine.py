@@ -251,15 +251,24 @@ def test_handoff_reads_the_leaving_state_in_every_execution():
         assert_trees_close(result, results[0])
 
 
-def hlo_conditionals(tx, params):
-    state = tx.init(params)
+def apply_step(tx):
+    """``(params, state, grads) -> (params, state)``: update and apply."""
 
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    text = jax.jit(step).lower(params, state, params).compile().as_text()
-    return len(re.findall(r"\bconditional\(", text))
+    return step
+
+
+def compiled_step(tx, params):
+    """The optimized HLO of :func:`apply_step`, the params as gradients."""
+    lowered = jax.jit(apply_step(tx)).lower(params, tx.init(params), params)
+    return lowered.compile().as_text()
+
+
+def hlo_conditionals(tx, params):
+    return len(re.findall(r"\bconditional\(", compiled_step(tx, params)))
 
 
 def test_conditionals_in_the_compiled_step():
@@ -292,11 +301,7 @@ def lowered_cases(fn, args, platform):
 
 
 def step_cases(tx, params, platform):
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    return lowered_cases(step, (params, tx.init(params), params), platform)
+    return lowered_cases(apply_step(tx), (params, tx.init(params), params), platform)
 
 
 def halved_three_times():
@@ -360,13 +365,7 @@ def test_auto_traces_only_the_branched_way_without_a_gpu():
 
 def optimized_instructions(tx, params):
     """The compiled step's instructions, without metadata and stack frames."""
-    state = tx.init(params)
-
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    text = jax.jit(step).lower(params, state, params).compile().as_text()
+    text = compiled_step(tx, params)
     lines = [line for line in text.splitlines() if line.startswith((" ", "ENTRY"))]
     text = "\n".join(lines)
     return re.sub(r", (metadata=\{[^}]*\}|stack_frame_id=\d+)", "", text)
