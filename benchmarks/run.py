@@ -399,6 +399,12 @@ def ratio_rows(runners: dict[str, Runner], rounds: int, **fields: Any) -> list[d
     return rows
 
 
+def ratio_text(row: dict, width: int) -> str:
+    """``variant ratio [low, high]``: the start of an experiment's table line."""
+    low, high = row["ratio_ci95"]
+    return f"{row['variant']:{width}s} {row['ratio']:5.2f} [{low:.2f}, {high:.2f}]"
+
+
 def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
     params, data = _views.problem(group.view, group.size)
     makers = _variants.makers(inner)

@@ -185,11 +185,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"\n{view}, {size:,} parameters, {inner}")
             print(f"{'variant':36s} {'ratio [95%]':>20s} conds  param copies (entry)")
             for row in group:
-                low, high = row["ratio_ci95"]
                 print(
-                    f"{row['variant']:36s} {row['ratio']:5.2f} [{low:.2f}, {high:.2f}]"
-                    f"   {row['conditionals']:3d}   {row['param_copies']} "
-                    f"({row['entry_param_copies']})",
+                    f"{bench.ratio_text(row, 36)}   {row['conditionals']:3d}"
+                    f"   {row['param_copies']} ({row['entry_param_copies']})",
                     flush=True,
                 )
     out = args.out or pathlib.Path(

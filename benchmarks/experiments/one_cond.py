@@ -86,10 +86,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows += group
             print(f"\ntrain, {size:,} parameters, {inner}, {cores} core(s)")
             for row in group:
-                low, high = row["ratio_ci95"]
                 print(
-                    f"  {row['variant']:22s} {row['ratio']:5.2f}"
-                    f" [{low:.2f}, {high:.2f}]  {row['ms']:7.3f} ms"
+                    f"  {bench.ratio_text(row, 22)}  {row['ms']:7.3f} ms"
                     f"  conditionals {row['conditionals']}",
                     flush=True,
                 )
