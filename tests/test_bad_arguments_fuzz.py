@@ -21,6 +21,7 @@ import hypothesis
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -53,6 +54,10 @@ def real_in(
     low: float, high: float | None = None, *, low_open: bool = False
 ) -> Callable[[Any], bool]:
     def allowed(value: Any) -> bool:
+        # A concrete array scalar counts as its number (as documented in
+        # ``_validation.check_real``): ``factor=jnp.array(2)`` is allowed.
+        if isinstance(value, jax.Array | np.ndarray) and np.ndim(value) == 0:
+            value = value.item()
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             return False
         try:
@@ -93,6 +98,8 @@ def boundaries_of_length(*lengths: int | None) -> Callable[[Any], bool]:
             value, Sequence | np.ndarray
         ):
             return False
+        if isinstance(value, np.ndarray) and value.ndim != 1:
+            return False  # A 0-d array holds no sequence of steps.
         steps = list(value)
         return (
             (None in lengths or len(steps) in lengths)
@@ -363,6 +370,16 @@ values = st.recursive(
 cases = st.sampled_from(
     [(name, argument) for name, (_, args) in ARGUMENTS.items() for argument in args]
 )
+
+
+def test_a_concrete_array_scalar_is_checked_like_its_number():
+    """Found by the fuzz test below: the model refused what the docs allow."""
+    osw.on_spike(factor=jnp.array(2))
+    osw.on_plateau(rtol=jnp.array(0.5))
+    with pytest.raises(ValueError, match="factor"):
+        osw.on_spike(factor=jnp.array(0.5))
+    with pytest.raises(TypeError, match="factor"):
+        osw.on_spike(factor=jnp.array([2.0]))
 
 
 @settings(max_examples=600)
