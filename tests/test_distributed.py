@@ -25,6 +25,7 @@ SCENARIOS_BY_DEVICE_COUNT = {
         "mesh_data_parallel",
         "mesh_fsdp_auto_axes",
         "mesh_fsdp_leafwise",
+        "mesh_fsdp_fused",
         "explicit_axes_eager_updates",
     ),
     4: ("pmap_value_argument", "mesh_fsdp"),
@@ -92,6 +93,10 @@ def test_mesh_fsdp_states_keep_their_params_sharding_through_switches():
 
 def test_mesh_fsdp_leafwise_keeps_shardings_and_adds_no_collectives():
     check(2, "mesh_fsdp_leafwise")
+
+
+def test_mesh_fsdp_fused_keeps_shardings_and_adds_no_collectives():
+    check(2, "mesh_fsdp_fused")
 
 
 def test_mesh_fsdp_with_automatic_axes_keeps_shardings():

@@ -362,6 +362,15 @@ def mesh_fsdp_leafwise() -> None:
     )
 
 
+def mesh_fsdp_fused() -> None:
+    """FSDP with every phase run and selected: what "auto" runs on a GPU."""
+    _mesh_run(
+        {"w1": P("data", None), "w2": P("data"), "b": P()},
+        AxisType.Explicit,
+        execution="fused",
+    )
+
+
 def mesh_fsdp_auto_axes() -> None:
     """FSDP under automatic (GSPMD) sharding propagation."""
     _mesh_run({"w1": P("data", None), "w2": P("data"), "b": P()}, AxisType.Auto)
@@ -408,6 +417,7 @@ SCENARIOS = {
         mesh_data_parallel,
         mesh_fsdp,
         mesh_fsdp_leafwise,
+        mesh_fsdp_fused,
         mesh_fsdp_auto_axes,
         explicit_axes_eager_updates,
     )
