@@ -20,6 +20,7 @@ RESULT_PREFIX = "SCENARIO RESULT "
 SCENARIOS_BY_DEVICE_COUNT = {
     2: (
         "pmap_value_argument",
+        "pmap_value_argument_fused",
         "pmap_observe",
         "shard_map_value_argument",
         "mesh_data_parallel",
@@ -73,6 +74,10 @@ def check(num_devices: int, scenario: str) -> None:
 @pytest.mark.parametrize("num_devices", [2, 4])
 def test_pmap_replicas_with_different_losses_switch_together(num_devices):
     check(num_devices, "pmap_value_argument")
+
+
+def test_pmap_fused_replicas_switch_together():
+    check(2, "pmap_value_argument_fused")
 
 
 def test_pmap_observe_with_axis_name_switches_replicas_together():

@@ -125,7 +125,7 @@ def run_replicated(train_step, tx, values):
     return replicated, opt_state
 
 
-def pmap_value_argument() -> None:
+def pmap_value_argument(execution: str = "branched") -> None:
     """``value=`` under pmap: pmean-ed by the trigger's axis_name."""
     num_devices = jax.device_count()
     values = replica_values(num_devices)
@@ -133,6 +133,7 @@ def pmap_value_argument() -> None:
         [optax.adam(0.02), optax.sgd(0.02, momentum=0.9)],
         patience=2,
         axis_name="batch",
+        execution=execution,
     )
 
     def train_step(params, opt_state, inputs, targets, value):
@@ -145,6 +146,11 @@ def pmap_value_argument() -> None:
     for leaf in jax.tree.leaves((replicated, opt_state)):
         leaf = np.asarray(leaf)
         np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
+
+
+def pmap_value_argument_fused() -> None:
+    """The same with every phase run and selected: what "auto" runs on a GPU."""
+    pmap_value_argument(execution="fused")
 
 
 def pmap_observe() -> None:
@@ -412,6 +418,7 @@ SCENARIOS = {
     scenario.__name__: scenario
     for scenario in (
         pmap_value_argument,
+        pmap_value_argument_fused,
         pmap_observe,
         shard_map_value_argument,
         mesh_data_parallel,
