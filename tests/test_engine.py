@@ -325,7 +325,7 @@ def test_auto_runs_fused_on_a_gpu_and_branched_elsewhere(monkeypatch, platform):
     dispatch = functools.partial(
         lax.platform_dependent, default=lambda x: x, cuda=lambda x: -x
     )
-    overhead = lowered_cases(lambda x: dispatch(x), (jnp.ones(2),), platform)
+    overhead = lowered_cases(dispatch, (jnp.ones(2),), platform)
     chosen = "fused" if platform in ("cuda", "rocm") else "branched"
     for share_memory in (False, True):
 
