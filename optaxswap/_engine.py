@@ -264,6 +264,7 @@ class _Phases:
         self.state = state
         self.enterable = enterable
         self.inputs = inputs
+        self._fills: dict[int, bool] = {}
         # Each phase's own dtypes, for reading it out of shared slots (which
         # store the promotion of the phases' dtypes). Without params, the
         # updates' dtypes say nothing about the state's: read as stored.
@@ -325,7 +326,13 @@ class _Phases:
         return {key: cells[key] for key in cells if slots or key[0] == "rest"}
 
     def init_only_fills(self, index: int) -> bool:
-        return _inspect.only_fills(self.transforms[index].init, self.inputs.template)
+        # Asked by "auto"'s choice and by the branched way it also traces:
+        # read each init's jaxpr once.
+        if index not in self._fills:
+            self._fills[index] = _inspect.only_fills(
+                self.transforms[index].init, self.inputs.template
+            )
+        return self._fills[index]
 
 
 class _Inputs(NamedTuple):
