@@ -95,6 +95,18 @@ def _switch(
     return Variant(tx, measured_phase(inner, count), count, share_memory)
 
 
+def _op_by_op(variant: Variant) -> Variant:
+    """``variant`` with its update run as optaxswap 0.2 and earlier ran it eagerly.
+
+    Called outside a trace, a combinator's update now runs through one
+    ``jax.jit`` (``optaxswap/_eager.py``); before, every operation and
+    conditional of it was dispatched on its own. For the eager view only.
+    """
+    tx = variant.tx
+    uncompiled = optax.GradientTransformationExtraArgs(tx.init, tx.update.__wrapped__)
+    return dataclasses.replace(variant, tx=uncompiled)
+
+
 def _two_phase(inner: str, make) -> Variant:
     return Variant(
         make(alternating(2), never_boundaries(2)), measured_phase(inner, 2), 2
@@ -138,6 +150,8 @@ def makers(inner: str) -> dict[str, Callable[[], Variant]]:
         # One conditional per phase and parameter leaf.
         "switch_at_2_leafwise": functools.partial(_switch, inner, 2, False, "leafwise"),
         "switch_at_8_leafwise": functools.partial(_switch, inner, 8, False, "leafwise"),
+        # An eager call as it ran before it was compiled (eager view).
+        "switch_at_2_op_by_op": lambda: _op_by_op(_switch(inner, 2, False)),
         # The first design, kept in benchmarks/ for comparison.
         "naive_switch": lambda: _two_phase(
             inner,

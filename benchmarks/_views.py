@@ -12,6 +12,10 @@
 - ``update``: ``tx.update`` alone, state and gradients donated, at a size so
   small that a step is the fixed cost of a call: what a wrapper adds per
   step, in microseconds.
+- ``eager``: the separate-jit view's function called without any ``jit``,
+  as in a notebook, a debugging session or ``nnx.Optimizer.update`` outside
+  ``nnx.jit``: bare optax runs operation by operation, a combinator's update
+  as one compiled step (``optaxswap/_eager.py``).
 """
 
 from typing import Any
@@ -20,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-VIEWS = ("train", "separate-jit", "no-donation", "update")
+VIEWS = ("train", "separate-jit", "no-donation", "update", "eager")
+# Views whose step is not one compiled program: no HLO to read.
+UNCOMPILED = ("eager",)
 # The train step's batch: the model's share of the step grows with it, the
 # combinator's does not.
 TRAIN_BATCH = 64
@@ -75,6 +81,8 @@ def problem(view: str, size: int) -> tuple[Any, Any]:
 def step_function(view: str, tx: optax.GradientTransformation, wants_value: bool):
     """The function of a view, and the positions of its donated arguments.
 
+    ``None`` for the positions: the function is called as it is, not jitted.
+
     Every view takes a scalar ``value`` last, for every variant alike; only a
     variant that ``wants_value`` (a plateau trigger) reads it (the train step
     passes its loss instead).
@@ -92,13 +100,14 @@ def step_function(view: str, tx: optax.GradientTransformation, wants_value: bool
             return state, updates
 
         return update, (0, 1)
-    if view in ("separate-jit", "no-donation"):
+    if view in ("separate-jit", "no-donation", "eager"):
 
         def optimizer_step(grads, params, state, value):
             updates, state = tx.update(grads, state, params, **extra(value))
             return optax.apply_updates(params, updates), state
 
-        return optimizer_step, (1, 2) if view == "separate-jit" else ()
+        donated = {"separate-jit": (1, 2), "no-donation": (), "eager": None}
+        return optimizer_step, donated[view]
     if view == "train":
 
         def train(params, state, batch, value):

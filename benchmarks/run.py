@@ -73,6 +73,8 @@ BRANCHED = (
 # One conditional per phase and parameter leaf (train view: the overlap with
 # the backward pass).
 LEAFWISE = ("switch_at_2_leafwise", "switch_at_8_leafwise")
+# An eager call as it ran before it went through one jit (eager view).
+EAGER = ("switch_at_2_op_by_op",)
 # The first design of a switch (benchmarks/_naive.py), for comparison.
 BASELINES = ("naive_switch",)
 LARGEST = _variants.PHASE_COUNTS[-1]
@@ -104,6 +106,9 @@ class Group:
     # Compile-time samples per case (the fastest is kept): where a target
     # reads compile times.
     compile_repeats: int = 1
+    # At most this many steps per round, if set: where a variant's step is
+    # hundreds of times the bare one's.
+    max_iters: int | None = None
 
 
 def branched_too() -> tuple[str, ...]:
@@ -133,6 +138,7 @@ def full_plan() -> list[Group]:
         Group("separate-jit", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
         Group("no-donation", 2 * M, EVERY_VIEW + branched_too(), rounds=21),
         Group("no-donation", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
+        Group("eager", 20 * K, EVERY_VIEW + EAGER, rounds=15, max_iters=3),
     ]
 
 
@@ -202,6 +208,13 @@ def quick_plan() -> list[Group]:
             inners=("adam",),
             compile_repeats=2,
         ),
+        Group(
+            "eager",
+            1 * K,
+            (*control, "switch_on_plateau", *EAGER),
+            rounds=2,
+            inners=("adam",),
+        ),
     ]
 
 
@@ -254,9 +267,13 @@ class Runner:
         self.compile_samples = [first] + [
             self._compile(make())[1] for _ in range(compile_repeats - 1)
         ]
-        self.hlo = hlo_counts(self.compiled.as_text(), params)
-        memory = self.compiled.memory_analysis()
-        self.temp_bytes = int(memory.temp_size_in_bytes) if memory else None
+        if view in _views.UNCOMPILED:
+            self.hlo = dict.fromkeys(HLO_COUNTS)
+            self.temp_bytes = None
+        else:
+            self.hlo = hlo_counts(self.compiled.as_text(), params)
+            memory = self.compiled.memory_analysis()
+            self.temp_bytes = int(memory.temp_size_in_bytes) if memory else None
         self.state_bytes = tree_bytes(self.state)
         for _ in range(self.variant.phase):
             # Enter the measured phase through the real path: a requested
@@ -266,8 +283,16 @@ class Runner:
         self.step()
 
     def _compile(self, variant: _variants.Variant):
+        """The step to call, and how long it took to compile.
+
+        An uncompiled view's step is the function itself; its "compile time"
+        is its first call's (whatever it compiles, plus one step).
+        """
         fn, donate = _views.step_function(self.view, variant.tx, variant.wants_value)
         start = time.perf_counter()
+        if donate is None:
+            jax.block_until_ready(fn(*self._args()))
+            return fn, time.perf_counter() - start
         compiled = jax.jit(fn, donate_argnums=donate).lower(*self._args()).compile()
         return compiled, time.perf_counter() - start
 
@@ -323,6 +348,15 @@ class Runner:
             self.state = out[0]
         else:
             self.params, self.state = out[0], out[1]
+
+
+HLO_COUNTS = (
+    "conditionals",
+    "copies",
+    "param_copies",
+    "entry_param_copies",
+    "entry_copy_bytes",
+)
 
 
 def hlo_counts(hlo_text: str, params: Any) -> dict[str, int]:
@@ -412,7 +446,9 @@ def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
         name: Runner(group.view, makers[name], params, data, group.compile_repeats)
         for name in ("bare", *group.variants)
     }
-    runs, iters = timed_rounds(runners, group.rounds, max_iters)
+    runs, iters = timed_rounds(
+        runners, group.rounds, min(max_iters, group.max_iters or max_iters)
+    )
     bare_seconds = np.array([run.seconds for run in runs["bare"]])
     # The bare step's compile time: the fastest sample of both bare steps
     # (the same program), as a compile time only ever grows with the load.
@@ -622,14 +658,18 @@ def machine() -> dict:
 
 def log_row(row: dict) -> None:
     low, high = row["ratio_ci95"]
-    print(
-        f"  {row['view']:>12} {row['size']:>9,} {row['inner']:>4}"
-        f" {row['variant']:<21} ratio {row['ratio']:.3f} [{low:.3f}, {high:.3f}]"
-        f" {row['ms']:8.3f}ms x{row['iters']:<2}"
+    compiled = (
         f" cond {row['conditionals']:2d}"
         f" param-copies {row['param_copies']:2d} ({row['entry_param_copies']} entry)"
         f" temp {row['temp_bytes'] / 2**20:7.2f}MiB"
         f" compile {row['compile_s']:.2f}s ({row['compile_ratio']:.2f}x)"
+        if row["conditionals"] is not None
+        else f" first call {row['compile_s']:.2f}s"
+    )
+    print(
+        f"  {row['view']:>12} {row['size']:>9,} {row['inner']:>4}"
+        f" {row['variant']:<21} ratio {row['ratio']:.3f} [{low:.3f}, {high:.3f}]"
+        f" {row['ms']:8.3f}ms x{row['iters']:<2}{compiled}"
         f" faults/step {row['minor_faults_per_step']:.0f}"
         f" in-call {row['host_share']:.0%}",
         flush=True,

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optaxswap import _eager
 from optaxswap import _engine
 from optaxswap import _fields
 from optaxswap import _placement
@@ -141,4 +142,6 @@ def resettable(
             owner="resettable",
         )
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(
+        init_fn, _eager.compiled_when_eager(update_fn)
+    )

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optaxswap import _eager
 from optaxswap import _engine
 from optaxswap import _observing
 from optaxswap import _placement
@@ -218,7 +219,9 @@ def switch(
             owner="switch",
         )
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(
+        init_fn, _eager.compiled_when_eager(update_fn)
+    )
 
 
 def _is_kept(node: Any) -> bool:
