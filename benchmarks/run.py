@@ -138,8 +138,18 @@ def full_plan() -> list[Group]:
         Group("separate-jit", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
         Group("no-donation", 2 * M, EVERY_VIEW + branched_too(), rounds=21),
         Group("no-donation", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
-        Group("eager", 20 * K, EVERY_VIEW + EAGER, rounds=15, max_iters=3),
+        *eager_plan(),
     ]
+
+
+def eager_plan() -> list[Group]:
+    """The eager view alone: the update called without any ``jit``.
+
+    Bare optax then runs operation by operation, a combinator's update as
+    one compiled step; ``switch_at_2_op_by_op`` is the update as it ran
+    before, hundreds of times the bare step, hence at most 3 steps a round.
+    """
+    return [Group("eager", 20 * K, EVERY_VIEW + EAGER, rounds=15, max_iters=3)]
 
 
 def device_plan() -> list[Group]:
@@ -221,6 +231,7 @@ def quick_plan() -> list[Group]:
 PLANS: dict[str, Callable[[], list[Group]]] = {
     "full": full_plan,
     "device": device_plan,
+    "eager": eager_plan,
     "quick": quick_plan,
 }
 
@@ -688,8 +699,8 @@ def main(argv: list[str] | None = None) -> dict:
         choices=tuple(PLANS),
         default=None,
         help="which groups to measure: every one (full, the default), those"
-        " that fit a short accelerator loan (device), or a smoke run (quick,"
-        " as --quick)",
+        " that fit a short accelerator loan (device), the eager view alone"
+        " (eager), or a smoke run (quick, as --quick)",
     )
     parser.add_argument(
         "--out", type=pathlib.Path, default=None, help="the JSON file to write"
