@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from training import count_compilations
+from training import lbfgs_run
 from training import loss_fn
 from training import make_params
 
@@ -20,7 +21,6 @@ PLATEAU_VALUES = (3.0, 2.0, 2.5, 1.0, 1.5, 1.5)
 
 CASES = {
     "resettable": (osw.resettable(ADAM, osw.every(2)), False),
-    "resettable_fields": (osw.resettable(ADAM, osw.every(2), fields=("mu",)), False),
     "switch_at": (osw.switch_at([ADAM, SGD, ADAM], [2, 4]), False),
     "switch_at_shared": (osw.switch_at([ADAM, SGD], [3], share_memory=True), False),
     "switch_at_fused": (osw.switch_at([ADAM, SGD], [3], execution="fused"), False),
@@ -28,7 +28,6 @@ CASES = {
         osw.switch_at([ADAM, SGD], [3], execution="leafwise"),
         False,
     ),
-    "cycle": (osw.switch([ADAM, SGD], osw.every(2), cycle=True), False),
     "switch_on_plateau": (osw.switch_on_plateau([ADAM, SGD], patience=1), True),
     "in_chain": (
         optax.chain(optax.clip(1.0), osw.switch_at([ADAM, SGD], [3])),
@@ -118,26 +117,8 @@ def test_update_with_a_callable_argument_stays_eager_and_trains_as_jitted():
     # L-BFGS's line search takes the objective as `value_fn`, which jit
     # cannot take as an argument: the call stays eager, as it always was.
     tx = osw.switch_at([optax.adam(0.05), optax.lbfgs()], [2])
-    params = make_params()
-    state = tx.init(params)
-    value_and_grad = optax.value_and_grad_from_state(loss_fn)
-
-    @jax.jit
-    def jitted_step(params, state):
-        value, grad = value_and_grad(params, state=state)
-        updates, state = tx.update(
-            grad, state, params, value=value, grad=grad, value_fn=loss_fn
-        )
-        return optax.apply_updates(params, updates), state
-
-    expected, expected_state = params, state
-    for _ in range(4):
-        value, grad = value_and_grad(params, state=state)
-        updates, state = tx.update(
-            grad, state, params, value=value, grad=grad, value_fn=loss_fn
-        )
-        params = optax.apply_updates(params, updates)
-        expected, expected_state = jitted_step(expected, expected_state)
+    params, state = lbfgs_run(tx, 4, loss_fn, jit=False)
+    expected, expected_state = lbfgs_run(tx, 4, loss_fn)
     assert int(osw.phase(state)) == int(osw.phase(expected_state)) == 1
     jax.tree.map(
         lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-5), params, expected

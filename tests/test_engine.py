@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import pytest
 from training import assert_trees_close
+from training import lbfgs_run
 
 import optaxswap as osw
 from optaxswap import _engine
@@ -144,25 +145,6 @@ def test_mixed_precision_never_switching_equals_bare_adam(params_dtype, grads_dt
         )
 
 
-def lbfgs_run(tx, num_steps):
-    """An L-BFGS training loop, as optax documents it."""
-    params = make_params()
-    state = tx.init(params)
-    value_and_grad = optax.value_and_grad_from_state(quadratic)
-
-    @jax.jit
-    def step(params, state):
-        value, grads = value_and_grad(params, state=state)
-        updates, state = tx.update(
-            grads, state, params, value=value, grad=grads, value_fn=quadratic
-        )
-        return optax.apply_updates(params, updates), state
-
-    for _ in range(num_steps):
-        params, state = step(params, state)
-    return params, state
-
-
 @functools.cache
 def lbfgs_then_adam_by_hand() -> optax.Params:
     """Three L-BFGS updates, then a fresh Adam for seven: bare optax, eager."""
@@ -195,7 +177,7 @@ def test_lbfgs_then_adam_reads_live_gradients_after_the_switch(execution, share_
         share_memory=share_memory,
         execution=execution,
     )
-    params, _ = lbfgs_run(tx, 10)
+    params, _ = lbfgs_run(tx, 10, quadratic)
     assert_trees_close(params, lbfgs_then_adam_by_hand(), rtol=1e-5)
 
 
@@ -210,6 +192,7 @@ def test_adam_then_lbfgs_shared_equals_unshared(execution):
                 execution=execution,
             ),
             9,
+            quadratic,
         )[0]
         for share_memory in (False, True)
     ]

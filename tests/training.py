@@ -71,3 +71,27 @@ def count_compilations() -> Iterator[collections.Counter]:
         yield counts
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def lbfgs_run(
+    tx: optax.GradientTransformation,
+    num_steps: int,
+    loss: Callable[[Any], jax.Array],
+    jit: bool = True,
+) -> tuple[Any, Any]:
+    """An L-BFGS training loop, as optax documents it; eager if not ``jit``."""
+    params = make_params()
+    state = tx.init(params)
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(params, state):
+        value, grads = value_and_grad(params, state=state)
+        updates, state = tx.update(
+            grads, state, params, value=value, grad=grads, value_fn=loss
+        )
+        return optax.apply_updates(params, updates), state
+
+    step = jax.jit(step) if jit else step
+    for _ in range(num_steps):
+        params, state = step(params, state)
+    return params, state
