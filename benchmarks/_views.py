@@ -12,6 +12,9 @@
 - ``update``: ``tx.update`` alone, state and gradients donated, at a size so
   small that a step is the fixed cost of a call: what a wrapper adds per
   step, in microseconds.
+- ``scan``: the whole training loop in one jit, ``SCAN_STEPS`` train steps
+  under ``lax.scan`` per call (as JAX-native RL and PINN loops write it):
+  what a step costs once no call is made per step.
 - ``eager``: the separate-jit view's function called without any ``jit``,
   as in a notebook, a debugging session or ``nnx.Optimizer.update`` outside
   ``nnx.jit``: bare optax runs operation by operation, a combinator's update
@@ -24,12 +27,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-VIEWS = ("train", "separate-jit", "no-donation", "update", "eager")
+VIEWS = ("train", "separate-jit", "no-donation", "update", "scan", "eager")
 # Views whose step is not one compiled program: no HLO to read.
 UNCOMPILED = ("eager",)
 # The train step's batch: the model's share of the step grows with it, the
 # combinator's does not.
 TRAIN_BATCH = 64
+# Train steps per call of the scan view.
+SCAN_STEPS = 16
 
 
 def flat_params(size: int) -> dict[str, jax.Array]:
@@ -65,7 +70,7 @@ def mlp_loss(params: dict[str, jax.Array], batch: tuple[jax.Array, jax.Array]):
 
 def problem(view: str, size: int) -> tuple[Any, Any]:
     """The params of a view's problem, and its data (a batch, or gradients)."""
-    if view != "train":
+    if view not in ("train", "scan"):
         params = flat_params(size)
         return params, jax.tree.map(lambda p: p * 1e-3, params)
     params = mlp_params(size)
@@ -108,7 +113,7 @@ def step_function(view: str, tx: optax.GradientTransformation, wants_value: bool
 
         donated = {"separate-jit": (1, 2), "no-donation": (), "eager": None}
         return optimizer_step, donated[view]
-    if view == "train":
+    if view in ("train", "scan"):
 
         def train(params, state, batch, value):
             del value
@@ -116,5 +121,13 @@ def step_function(view: str, tx: optax.GradientTransformation, wants_value: bool
             updates, state = tx.update(grads, state, params, **extra(loss))
             return optax.apply_updates(params, updates), state, loss
 
-        return train, (0, 1)
+        def train_loop(params, state, batch, value):
+            def body(carry, _):
+                params, state, _ = carry
+                return train(params, state, batch, value), None
+
+            carry, _ = jax.lax.scan(body, (params, state, value), length=SCAN_STEPS)
+            return carry
+
+        return train if view == "train" else train_loop, (0, 1)
     raise ValueError(f"view must be one of {VIEWS}, got {view!r}")

@@ -138,18 +138,23 @@ def full_plan() -> list[Group]:
         Group("separate-jit", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
         Group("no-donation", 2 * M, EVERY_VIEW + branched_too(), rounds=21),
         Group("no-donation", 20 * M, EVERY_VIEW + branched_too(), rounds=7),
-        *eager_plan(),
+        *loops_plan(),
     ]
 
 
-def eager_plan() -> list[Group]:
-    """The eager view alone: the update called without any ``jit``.
+def loops_plan() -> list[Group]:
+    """The two ends of how a training loop is written: the scan and eager views.
 
-    Bare optax then runs operation by operation, a combinator's update as
-    one compiled step; ``switch_at_2_op_by_op`` is the update as it ran
-    before, hundreds of times the bare step, hence at most 3 steps a round.
+    The whole loop in one jit (``lax.scan``), and no jit at all. Eagerly,
+    bare optax runs operation by operation, a combinator's update as one
+    compiled step; ``switch_at_2_op_by_op`` is the update as it ran before,
+    hundreds of times the bare step, hence at most 3 steps a round.
     """
-    return [Group("eager", 20 * K, EVERY_VIEW + EAGER, rounds=15, max_iters=3)]
+    return [
+        Group("scan", 20 * K, EVERY_VIEW + LEAFWISE, rounds=15),
+        Group("scan", 200 * K, EVERY_VIEW + LEAFWISE, rounds=15),
+        Group("eager", 20 * K, EVERY_VIEW + EAGER, rounds=15, max_iters=3),
+    ]
 
 
 def device_plan() -> list[Group]:
@@ -218,6 +223,7 @@ def quick_plan() -> list[Group]:
             inners=("adam",),
             compile_repeats=2,
         ),
+        Group("scan", 1 * K, (*control, "switch_at_2"), rounds=2, inners=("adam",)),
         Group(
             "eager",
             1 * K,
@@ -231,7 +237,7 @@ def quick_plan() -> list[Group]:
 PLANS: dict[str, Callable[[], list[Group]]] = {
     "full": full_plan,
     "device": device_plan,
-    "eager": eager_plan,
+    "loops": loops_plan,
     "quick": quick_plan,
 }
 
@@ -312,7 +318,7 @@ class Runner:
             # The update view donates the gradients: every step needs its own.
             grads = self.fresh_grads() if grads is None else grads
             return self.state, grads, self.params, self.value
-        if self.view == "train":
+        if self.view in ("train", "scan"):
             return self.params, self.state, self.data, self.value
         return self.data, self.params, self.state, self.value
 
@@ -484,6 +490,7 @@ def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
                 share_memory=variant.share_memory,
                 rounds=group.rounds,
                 iters=iters,
+                steps_per_call=_views.SCAN_STEPS if group.view == "scan" else 1,
                 ms=1e3 * float(np.median(seconds)),
                 **_stats.ratio_summary(seconds / bare_seconds),
                 round_ms=[1e3 * float(s) for s in seconds],
@@ -699,8 +706,8 @@ def main(argv: list[str] | None = None) -> dict:
         choices=tuple(PLANS),
         default=None,
         help="which groups to measure: every one (full, the default), those"
-        " that fit a short accelerator loan (device), the eager view alone"
-        " (eager), or a smoke run (quick, as --quick)",
+        " that fit a short accelerator loan (device), the scan and eager"
+        " views (loops), or a smoke run (quick, as --quick)",
     )
     parser.add_argument(
         "--out", type=pathlib.Path, default=None, help="the JSON file to write"

@@ -36,7 +36,14 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     assert "switch_at_2_leafwise" in variants
     assert {"resettable", "switch_on_plateau", "switch_at_8_shared"} <= variants
     views = {row["view"] for row in results["steps"]}
-    assert views == {"update", "train", "separate-jit", "no-donation", "eager"}
+    assert views == {
+        "update",
+        "train",
+        "separate-jit",
+        "no-donation",
+        "scan",
+        "eager",
+    }
     assert "switch_at_2_op_by_op" in variants
     for row in results["steps"]:
         assert row["ratio"] > 0 and row["ms"] > 0 and row["compile_s"] > 0, row
@@ -68,6 +75,7 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
         "**train**",
         "**separate-jit**",
         "**no-donation**",
+        "**scan**",
         "**eager**",
         "Phase count",
         "Fixed cost per step",
