@@ -163,10 +163,10 @@ def device_plan() -> list[Group]:
     A GPU loan is short (minutes, start-up included), and a session wants two
     runs, with and without on-device conditionals
     (``benchmarks/device_session.sh``). So: the fixed cost per call, a small
-    and a large train step, and the separate-jit step, with fewer rounds;
-    not the no-donation view nor the 200K phase counts. On a GPU, the 2- and
-    8-phase switches are also measured branched, and the separate-jit step
-    at 20M too.
+    and a large train step, the separate-jit step, and a small step under
+    ``lax.scan`` and called eagerly, with fewer rounds; not the no-donation
+    view nor the 200K phase counts. On a GPU, the 2- and 8-phase switches are
+    also measured branched, and the separate-jit step at 20M too.
     """
     other = FUSED + branched_too()
     groups = [
@@ -174,6 +174,8 @@ def device_plan() -> list[Group]:
         Group("train", 20 * K, EVERY_VIEW + other + LEAFWISE, rounds=21),
         Group("train", 2 * M, EVERY_VIEW + other, rounds=11),
         Group("separate-jit", 2 * M, EVERY_VIEW + branched_too(), rounds=11),
+        Group("scan", 20 * K, EVERY_VIEW + other, rounds=11),
+        Group("eager", 20 * K, EVERY_VIEW, rounds=11),
     ]
     if branched_too():
         # Where the branched way copies most: "auto" against it at 20M.
