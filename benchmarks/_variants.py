@@ -96,7 +96,7 @@ def _switch(
 
 
 def _op_by_op(variant: Variant) -> Variant:
-    """``variant`` with its update run as optaxswap 0.2 and earlier ran it eagerly.
+    """``variant`` with its update run eagerly as it was before being compiled.
 
     Called outside a trace, a combinator's update now runs through one
     ``jax.jit`` (``optaxswap/_eager.py``); before, every operation and
