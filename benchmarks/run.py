@@ -232,6 +232,7 @@ def quick_plan() -> list[Group]:
             (*control, "switch_on_plateau", *EAGER),
             rounds=2,
             inners=("adam",),
+            max_iters=2,
         ),
     ]
 
