@@ -37,6 +37,11 @@ TRAIN_BATCH = 64
 SCAN_STEPS = 16
 
 
+def steps_per_call(view: str) -> int:
+    """How many train (or optimizer) steps one call of ``view`` runs."""
+    return SCAN_STEPS if view == "scan" else 1
+
+
 def flat_params(size: int) -> dict[str, jax.Array]:
     width = 1000
     return {

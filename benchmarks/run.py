@@ -493,7 +493,7 @@ def measure_group(group: Group, inner: str, max_iters: int) -> list[dict]:
                 share_memory=variant.share_memory,
                 rounds=group.rounds,
                 iters=iters,
-                steps_per_call=_views.SCAN_STEPS if group.view == "scan" else 1,
+                steps_per_call=_views.steps_per_call(group.view),
                 ms=1e3 * float(np.median(seconds)),
                 **_stats.ratio_summary(seconds / bare_seconds),
                 round_ms=[1e3 * float(s) for s in seconds],
