@@ -142,3 +142,30 @@ def test_wrap_state_places_the_state_like_the_params():
     for leaf in jax.tree.leaves(state):
         assert isinstance(leaf.sharding, NamedSharding)
         assert leaf.sharding.mesh == mesh
+
+
+@pytest.mark.parametrize("axis_type", [AxisType.Auto, AxisType.Explicit])
+def test_an_eager_update_between_jitted_steps_keeps_the_placement(axis_type):
+    # Eagerly, the update runs as one compiled step too, so the leaves it
+    # creates (`requested`, the trigger's `pending`) come back placed on the
+    # params' mesh, not on one device: the jitted step does not compile again.
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(axis_type,))
+    tx = TRANSFORMS["switch_on_plateau"]()
+    params = placed_params(mesh)
+    opt_state = tx.init(params)
+
+    def train_step(params, opt_state, value):
+        updates, opt_state = tx.update(
+            jax.grad(loss_fn)(params), opt_state, params, value=value
+        )
+        return optax.apply_updates(params, updates), opt_state
+
+    jitted_step = jax.jit(train_step)
+    with count_compilations() as compilations:
+        for value in [3.0, 4.0, 5.0, 6.0]:
+            params, opt_state = jitted_step(params, opt_state, jnp.float32(value))
+            params, opt_state = train_step(params, opt_state, jnp.float32(value))
+    assert compilations["jit(train_step)"] == 1
+    assert int(osw.phase(opt_state)) == 1
+    for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
+        assert isinstance(leaf.sharding, NamedSharding), jax.tree_util.keystr(path)
