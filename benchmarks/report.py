@@ -46,7 +46,7 @@ def size_label(size: int) -> str:
     return f"{size / 1e3:g}K"
 
 
-def _compiled(row: dict) -> bool:
+def is_compiled(row: dict) -> bool:
     """Whether ``row``'s step is one compiled program (not the eager view)."""
     return row["conditionals"] is not None
 
@@ -141,7 +141,7 @@ def _per_size(values: list[str]) -> str:
 
 def compiled_table(results, view: str) -> list[str]:
     """The compiled step of every variant of ``view``: HLO counts, compile time."""
-    rows = [row for row in _rows(results, view=view) if _compiled(row)]
+    rows = [row for row in _rows(results, view=view) if is_compiled(row)]
     if not rows:
         return []
     sizes = sorted({row["size"] for row in rows})
@@ -504,7 +504,7 @@ def targets_table(results) -> list[str]:
         lambda row: 1.05,
     )
     body += _phase_targets(results)
-    compiled = [row for row in results["steps"] if _compiled(row)]
+    compiled = [row for row in results["steps"] if is_compiled(row)]
     resets = [row for row in compiled if row["variant"] in RESETS]
     every_switch = [row for row in compiled if _is_switch(row["variant"])]
     for what, rows, most in (
@@ -603,7 +603,7 @@ def two_phase_memory_table(results) -> list[str]:
     }
     for view in VIEWS:
         sizes = sorted(
-            {row["size"] for row in _rows(results, view=view) if _compiled(row)}
+            {row["size"] for row in _rows(results, view=view) if is_compiled(row)}
         )
         if not sizes:
             continue

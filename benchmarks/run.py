@@ -684,7 +684,7 @@ def log_row(row: dict) -> None:
         f" param-copies {row['param_copies']:2d} ({row['entry_param_copies']} entry)"
         f" temp {row['temp_bytes'] / 2**20:7.2f}MiB"
         f" compile {row['compile_s']:.2f}s ({row['compile_ratio']:.2f}x)"
-        if row["conditionals"] is not None
+        if report.is_compiled(row)
         else f" first call {row['compile_s']:.2f}s"
     )
     print(
