@@ -32,8 +32,7 @@ import subprocess
 import sys
 import tempfile
 
-import jax
-
+from benchmarks import experiments
 from benchmarks import run as bench
 
 SIZE = 20_000_000
@@ -105,12 +104,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"  {row['minor_faults_per_step']:7.0f} faults",
             flush=True,
         )
-    out = args.out or pathlib.Path(
-        f"benchmarks/results/allocator-{jax.default_backend()}.json"
-    )
     machine = dict(bench.machine(), settings=SETTINGS)
-    out.write_text(json.dumps(dict(machine=machine, rows=rows), indent=1) + "\n")
-    print(f"\nwrote {out}")
+    experiments.write_results("allocator", args.out, rows, machine)
     return rows
 
 

@@ -41,7 +41,6 @@ path it patches is unchanged since.
 """
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -51,6 +50,7 @@ import numpy as np
 import optax
 
 from benchmarks import _variants
+from benchmarks import experiments
 from benchmarks import run as bench
 import optaxswap as osw
 from optaxswap import _engine
@@ -190,13 +190,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"   {row['param_copies']} ({row['entry_param_copies']})",
                     flush=True,
                 )
-    out = args.out or pathlib.Path(
-        f"benchmarks/results/layouts-{jax.default_backend()}.json"
-    )
-    out.write_text(
-        json.dumps(dict(machine=bench.machine(), equal=equal, rows=rows), indent=1)
-    )
-    print(f"\nwrote {out}")
+    experiments.write_results("layouts", args.out, rows, equal=equal)
     return rows
 
 

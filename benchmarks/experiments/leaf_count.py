@@ -29,7 +29,6 @@ Usage, from the repository root::
 import argparse
 from collections.abc import Iterator
 import contextlib
-import json
 import os
 import pathlib
 import time
@@ -39,6 +38,7 @@ import jax.numpy as jnp
 
 from benchmarks import _variants
 from benchmarks import _views
+from benchmarks import experiments
 from benchmarks import run as bench
 from optaxswap import _engine
 
@@ -149,12 +149,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"  {row['total_s']:5.2f} {row['total_over_bare']:5.2f}",
                     flush=True,
                 )
-    out = args.out or pathlib.Path(
-        f"benchmarks/results/leaf-count-{jax.default_backend()}.json"
-    )
     machine = dict(bench.machine(), cores_used=len(os.sched_getaffinity(0)))
-    out.write_text(json.dumps(dict(machine=machine, rows=rows), indent=1) + "\n")
-    print(f"\nwrote {out}")
+    experiments.write_results("leaf-count", args.out, rows, machine)
     return rows
 
 

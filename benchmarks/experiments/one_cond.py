@@ -26,7 +26,6 @@ Usage, from the repository root::
 """
 
 import argparse
-import json
 import os
 import pathlib
 
@@ -36,6 +35,7 @@ import optax
 
 from benchmarks import _variants
 from benchmarks import _views
+from benchmarks import experiments
 from benchmarks import run as bench
 
 
@@ -91,12 +91,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"  conditionals {row['conditionals']}",
                     flush=True,
                 )
-    out = args.out or pathlib.Path(
-        f"benchmarks/results/one-cond-{jax.default_backend()}.json"
-    )
     machine = dict(bench.machine(), cores_used=cores)
-    out.write_text(json.dumps(dict(machine=machine, rows=rows), indent=1))
-    print(f"\nwrote {out}")
+    experiments.write_results("one-cond", args.out, rows, machine)
     return rows
 
 

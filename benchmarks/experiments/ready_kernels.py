@@ -33,7 +33,6 @@ Run from the repository root: ``python -m benchmarks.experiments.ready_kernels``
 
 import argparse
 from collections.abc import Callable
-import json
 import pathlib
 
 import jax
@@ -44,6 +43,7 @@ import optax
 from benchmarks import _stats
 from benchmarks import _variants
 from benchmarks import _views
+from benchmarks import experiments
 from benchmarks import run as bench
 
 SIZE = 20_000
@@ -123,11 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"  {summary['ratio']:.2f} [{low:.2f}, {high:.2f}]"
         )
         rows.append(dict(variant=name, us=step_us, extra_us=extra_us, **summary))
-    out = args.out or pathlib.Path(
-        f"benchmarks/results/ready-kernels-{jax.default_backend()}.json"
-    )
-    out.write_text(json.dumps(dict(machine=bench.machine(), rows=rows), indent=1))
-    print(f"wrote {out}")
+    experiments.write_results("ready-kernels", args.out, rows)
     return rows
 
 
