@@ -2,9 +2,10 @@
 
 At 20M parameters, the separate-jit step of a switch page-faults on every
 call (about 19,500 minor faults, one per 4 KiB page of an 80 MB temporary):
-XLA:CPU allocates the step's temporaries with ``malloc`` on a thread of its
-pool, and glibc serves an allocation that large with a fresh ``mmap``, whose
-pages fault when first written, on every call. This script runs the
+XLA:CPU allocates the step's temporaries with ``malloc`` off the main thread,
+and glibc serves an allocation that large there with a fresh ``mmap``, whose
+pages fault when first written, on every call (``MALLOC_MMAP_MAX_=0`` alone
+leaves the faults; with one arena they go). This script runs the
 separate-jit and no-donation groups of ``python -m benchmarks`` at 20M twice,
 each in a process of its own:
 
